@@ -1,0 +1,42 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "bgq",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "bgq", targets: ["bgq"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The system's SQLite3, found through pkg-config (Debian: libsqlite3-dev).
+        .systemLibrary(
+            name: "CSQLite",
+            path: "Sources/CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
+        ),
+        // Turns Migrations/*.sql into Swift source at build time, so the binary carries its schema.
+        .executableTarget(name: "bgq-embed-migrations", path: "Sources/EmbedMigrationsTool"),
+        .plugin(
+            name: "EmbedMigrations",
+            capability: .buildTool(),
+            dependencies: ["bgq-embed-migrations"]
+        ),
+        // Store, domain types, scheduler, session backends and the CLI commands.
+        .target(
+            name: "BGQKit",
+            dependencies: [
+                "CSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            plugins: ["EmbedMigrations"]
+        ),
+        // The tiny `bgq` entry point.
+        .executableTarget(name: "bgq", dependencies: ["BGQKit"]),
+        .testTarget(name: "BGQKitTests", dependencies: ["BGQKit"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

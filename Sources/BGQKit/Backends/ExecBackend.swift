@@ -1,0 +1,207 @@
+import Foundation
+
+/// Runs an agent CLI as a subprocess: the embedded default backend.
+///
+/// Each run gets a private directory beside the database (`<db>.runs/<task>.<attempt>/`) holding
+/// `stdout`, `stderr`, the prompt when it goes on stdin, and `exit` (written by a small `sh` wrapper
+/// when the agent ends, so that a worker that adopts the session after a crash still learns how it
+/// ended). The agent gets its arguments as an argv array: the wrapper runs it as `"$@"`, so no
+/// prompt or model ever reaches a shell as code (the `shell` preset's prompt is its command by design).
+public final class ExecBackend: SessionBackend {
+    let environment: [String: String]
+    /// Exits reaped by the worker, by pid.
+    public var reapedExits: [Int32: ChildExit] = [:]
+    /// Most bytes read from one log per poll.
+    let maxReadPerPoll = 4 << 20
+    /// Most bytes of stdout kept as a plain-text result.
+    let maxPlainResult = 1 << 20
+
+    static let wrapper = #"""
+        if [ -n "$BGQ_CWD" ]; then cd -- "$BGQ_CWD" || { echo 127 > "$BGQ_EXIT_FILE"; exit 127; }; fi
+        "$@"; s=$?; echo "$s" > "$BGQ_EXIT_FILE"; exit "$s"
+        """#
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    public func start(_ request: StartRequest) throws -> SessionStart {
+        let task = request.task
+        let directory = "\(request.runsDirectory)/\(task.id).\(task.attempt)"
+        try PrivateFiles.makeDirectory(request.runsDirectory)
+        try PrivateFiles.makeDirectory(directory)
+        let agent = request.agent
+        var executable = agent.executable
+        if request.preset.name != "shell" {
+            let wanted = agent.executable ?? request.preset.defaultExecutable
+            guard !wanted.isEmpty else {
+                throw BGQError.failure("agent '\(agent.name)' has no executable: set one with `bgq agents add \(agent.name) --executable PATH`")
+            }
+            guard let found = ProcessSupport.resolveExecutable(wanted, path: environment["PATH"]) else {
+                throw BGQError.failure("agent '\(agent.name)' needs the program '\(wanted)', which is not installed or not on PATH: install it, or point the agent at it with `bgq agents add \(agent.name) --preset \(agent.preset) --executable PATH`")
+            }
+            executable = found
+        }
+        let onStdin = agent.promptVia == .stdin && request.preset.name != "shell"
+        var stdinPath: String?
+        if onStdin {
+            let path = directory + "/prompt"
+            try PrivateFiles.createFile(path)
+            try Data(task.prompt.utf8).write(to: URL(fileURLWithPath: path))
+            stdinPath = path
+        }
+        let command = request.preset.arguments(executable: executable, prompt: task.prompt, promptOnStdin: onStdin, model: request.model,
+                                               resumeID: request.resumeExternalID, agentName: agent.name, extraArgs: agent.extraArgs)
+        var env = environment
+        for (key, value) in agent.environment { env[key] = value }
+        env["BGQ_TASK_ID"] = task.id
+        env["BGQ_SESSION_ID"] = request.sessionID
+        env["BGQ_ATTEMPT"] = String(task.attempt)
+        env["BGQ_EXIT_FILE"] = directory + "/exit"
+        env["BGQ_CWD"] = agent.workingDirectory ?? ""
+        let stdoutPath = directory + "/stdout", stderrPath = directory + "/stderr"
+        try PrivateFiles.createFile(stdoutPath)
+        try PrivateFiles.createFile(stderrPath)
+        let pid = try ProcessSupport.spawn(arguments: ["/bin/sh", "-c", Self.wrapper, "bgq-agent"] + command, environment: env,
+                                           stdinPath: stdinPath, stdoutPath: stdoutPath, stderrPath: stderrPath)
+        var run = TaskRecord.RunHandle()
+        run.host = request.host
+        run.pid = pid
+        run.pidStart = ProcessSupport.stat(pid: pid)?.start
+        run.directory = directory
+        return SessionStart(sessionID: request.sessionID, backend: "exec", externalID: request.resumeExternalID, run: run)
+    }
+
+    /// The process's status: running, or ended with the code the wrapper (or waitpid) recorded.
+    func status(_ session: ActiveSession) -> SessionStatus {
+        let run = session.task.run
+        if let exit = session.exitStatus {
+            switch exit {
+            case .exited(let code): return .ended(exitCode: code, detail: nil)
+            case .signaled(let signal): return .ended(exitCode: nil, detail: "killed by signal \(signal)")
+            }
+        }
+        guard let pid = run.pid else { return .ended(exitCode: nil, detail: "the agent process was never started") }
+        if ProcessSupport.isRunning(pid: pid, start: run.pidStart) { return .busy }
+        if let code = readExitFile(run) { return .ended(exitCode: code, detail: nil) }
+        if let exit = reapedExits[pid] {
+            session.exitStatus = exit
+            return status(session)
+        }
+        return .ended(exitCode: nil, detail: "the agent process disappeared without an exit status")
+    }
+
+    func readExitFile(_ run: TaskRecord.RunHandle) -> Int32? {
+        guard let directory = run.directory,
+              let text = try? String(contentsOfFile: directory + "/exit", encoding: .utf8) else { return nil }
+        return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    public func poll(_ session: ActiveSession) -> PollResult {
+        // Status first, then output: a process that ended has written all of its output.
+        let status = status(session)
+        guard let directory = session.task.run.directory else {
+            return PollResult(status: status, newMessages: [], madeProgress: false)
+        }
+        let (lines, newOffset) = readLines(path: directory + "/stdout", from: session.logOffset, final: isEnded(status))
+        guard newOffset != session.logOffset else { return PollResult(status: status, newMessages: [], madeProgress: false) }
+        session.logOffset = newOffset
+        let now = SystemClock().now()
+        var messages: [SessionMessage] = []
+        if session.preset.outputFormat == .plainText {
+            // One message per poll for plain output (a chatty job must not write a row per line).
+            let chunk = lines.joined(separator: "\n")
+            if !chunk.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                messages = session.transcript.apply([.message(role: .assistant, kind: .output, tool: nil, text: OutputParser.clip(chunk))], at: now)
+            }
+        } else {
+            for line in lines {
+                messages += session.transcript.apply(OutputParser.events(format: session.preset.outputFormat, line: line), at: now)
+            }
+        }
+        return PollResult(status: status, newMessages: messages, madeProgress: true)
+    }
+
+    func isEnded(_ status: SessionStatus) -> Bool {
+        if case .ended = status { return true }
+        return false
+    }
+
+    /// Complete lines from `offset`, and the new offset. While the process runs, a trailing partial line
+    /// waits for the next poll; once it ended (`final`), everything left is read, the partial line too.
+    func readLines(path: String, from offset: Int64, final: Bool) -> ([String], Int64) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return ([], offset) }
+        defer { try? handle.close() }
+        guard (try? handle.seek(toOffset: UInt64(offset))) != nil else { return ([], offset) }
+        let limit = final ? 64 << 20 : maxReadPerPoll
+        guard let data = try? handle.read(upToCount: limit), !data.isEmpty else { return ([], offset) }
+        var usable = data[...]
+        if !final || data.count == limit {
+            guard let lastNewline = data.lastIndex(of: UInt8(ascii: "\n")) else {
+                // A single line longer than the read limit: take it as it is rather than stall.
+                return data.count == limit ? ([String(decoding: data, as: UTF8.self)], offset + Int64(data.count)) : ([], offset)
+            }
+            usable = data[data.startIndex...lastNewline]
+        }
+        var lines = String(decoding: usable, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        return (lines, offset + Int64(usable.count))
+    }
+
+    public func finalResult(_ session: ActiveSession) -> (text: String, isError: Bool)? {
+        guard let directory = session.task.run.directory else { return nil }
+        if session.preset.outputFormat == .plainText {
+            let path = directory + "/stdout"
+            guard let handle = FileHandle(forReadingAtPath: path) else { return ("", false) }
+            defer { try? handle.close() }
+            let size = (try? handle.seekToEnd()) ?? 0
+            let start = size > UInt64(maxPlainResult) ? size - UInt64(maxPlainResult) : 0
+            try? handle.seek(toOffset: start)
+            let data = (try? handle.readToEnd()) ?? Data()
+            var text = String(decoding: data, as: UTF8.self)
+            if start > 0 { text = "[… first \(start) bytes omitted; whole output in \(path)]\n" + text }
+            while text.hasSuffix("\n") { text.removeLast() }
+            return (text, false)
+        }
+        var transcript = session.transcript
+        if !session.transcriptIsWhole {
+            // Adopted mid-run: read the whole output once to find the answer.
+            transcript = AgentTranscript()
+            let (lines, _) = readLines(path: directory + "/stdout", from: 0, final: true)
+            for line in lines { _ = transcript.apply(OutputParser.events(format: session.preset.outputFormat, line: line), at: SystemClock().now()) }
+        }
+        if let result = transcript.result { return result }
+        let text = transcript.assistantText.joined(separator: "\n")
+        return text.isEmpty ? nil : (text, false)
+    }
+
+    public func failureDetail(_ session: ActiveSession) -> String? {
+        guard let directory = session.task.run.directory else { return nil }
+        let path = directory + "/stderr"
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()) ?? 0
+        try? handle.seek(toOffset: size > 4096 ? size - 4096 : 0)
+        let text = String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+        let lines = text.split(separator: "\n").suffix(10).joined(separator: "\n")
+        return lines.isEmpty ? nil : lines
+    }
+
+    public func abort(_ task: TaskRecord) {
+        guard let pid = task.run.pid, ProcessSupport.isRunning(pid: pid, start: task.run.pidStart) else { return }
+        ProcessSupport.signalGroup(pid, SIGINT)
+    }
+
+    /// Escalation step of an abort: SIGTERM, then SIGKILL, to the group.
+    public func escalate(_ task: TaskRecord, signal: Int32) {
+        guard let pid = task.run.pid, ProcessSupport.isRunning(pid: pid, start: task.run.pidStart) else { return }
+        ProcessSupport.signalGroup(pid, signal)
+    }
+
+    public func adoptionCheck(_ task: TaskRecord, host: String) -> AdoptionCheck {
+        guard let pid = task.run.pid else { return .gone }
+        guard task.run.host == host else { return .unknown }
+        if ProcessSupport.isRunning(pid: pid, start: task.run.pidStart) { return .adoptable }
+        return readExitFile(task.run) != nil ? .adoptable : .gone
+    }
+}

@@ -1,0 +1,85 @@
+/// What a worker needs to start one session.
+public struct StartRequest {
+    public var task: TaskRecord
+    public var agent: AgentDefinition
+    public var preset: AgentPreset
+    /// The task's model, else the agent's default.
+    public var model: ModelRef?
+    /// bgq's session id: new, or the continued session's.
+    public var sessionID: String
+    /// The agent's own id of the continued session (`--resume ID`), when continuing.
+    public var resumeExternalID: String?
+    /// Where per-run files go (exec: logs and the exit status).
+    public var runsDirectory: String
+    public var host: String
+}
+
+/// A session the worker is polling, with the backend's memory of it.
+public final class ActiveSession {
+    public var task: TaskRecord
+    public let preset: AgentPreset
+    public var transcript = AgentTranscript()
+    /// The transcript was built from the start of the output (false after an adoption mid-run).
+    public var transcriptIsWhole: Bool
+    public var logOffset: Int64
+    public var memory = RuleMemory()
+    public var startedMonotonic: Int64
+    public var lastProgressMonotonic: Int64
+    public var nextPollMonotonic: Int64
+    /// Set when the worker reaped this session's process (its own child).
+    public var exitStatus: ChildExit?
+    public var lastPersistedMessageCount = 0
+
+    public init(task: TaskRecord, preset: AgentPreset, startedMonotonic: Int64, lastProgressMonotonic: Int64, adopted: Bool) {
+        self.task = task
+        self.preset = preset
+        self.transcriptIsWhole = !adopted
+        self.logOffset = task.run.logOffset
+        self.startedMonotonic = startedMonotonic
+        self.lastProgressMonotonic = lastProgressMonotonic
+        self.nextPollMonotonic = 0
+        self.transcript.messageCount = adopted ? task.progress.messageCount : 0
+        self.lastPersistedMessageCount = self.transcript.messageCount
+    }
+}
+
+/// How a reaped child process ended.
+public enum ChildExit: Sendable, Equatable {
+    case exited(Int32)
+    case signaled(Int32)
+}
+
+/// One poll's findings.
+public struct PollResult {
+    public var status: SessionStatus
+    public var newMessages: [SessionMessage]
+    /// Something changed since the last poll (output, messages, tool calls): resets the stale timer.
+    public var madeProgress: Bool
+}
+
+/// Whether a dead worker's session can be taken over.
+public enum AdoptionCheck: Sendable, Equatable {
+    /// Still running (or finished with its outcome recorded): adopt and poll on.
+    case adoptable
+    /// Cannot be checked from here (another host): leave it to a worker that can.
+    case unknown
+    /// Gone without a trace of its outcome.
+    case gone
+}
+
+/// A place agent sessions run: a subprocess, an HTTP server, a provider's API.
+/// The worker's completion rules see only `PollResult` and never know which backend they talk to.
+public protocol SessionBackend: AnyObject {
+    /// Starts the session and says how to find it again.
+    func start(_ request: StartRequest) throws -> SessionStart
+    /// Reads what is new and the session's status.
+    func poll(_ session: ActiveSession) -> PollResult
+    /// The final answer once the session ended or went idle for good.
+    func finalResult(_ session: ActiveSession) -> (text: String, isError: Bool)?
+    /// The last error output, to explain a failure.
+    func failureDetail(_ session: ActiveSession) -> String?
+    /// Stops the session (cancel, stale, TTL). Must not block for long.
+    func abort(_ task: TaskRecord)
+    /// Whether a dead worker's running task can be adopted.
+    func adoptionCheck(_ task: TaskRecord, host: String) -> AdoptionCheck
+}

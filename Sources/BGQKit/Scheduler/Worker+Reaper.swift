@@ -1,0 +1,64 @@
+import Foundation
+
+extension Worker {
+    /// Declares silent workers dead, then adopts, retries or fails the running tasks of dead and stopped
+    /// workers. Every step is a guarded write: when two workers reap at once, one wins and the other
+    /// changes nothing.
+    func reapDeadWorkers() {
+        do {
+            for id in try store.declareSilentWorkersDead(except: workerID, leaseTimeoutMs: settings.leaseTimeoutMs) {
+                log.event("reaped", "worker \(id) missed its heartbeat for \(settings.leaseTimeoutMs / 1000) s: declared dead")
+            }
+            for task in try store.orphanedTasks() where sessions[task.id] == nil {
+                try resolveOrphan(task)
+            }
+        } catch {
+            log.event("warning", "reaping failed: \(error)")
+        }
+    }
+
+    func resolveOrphan(_ task: TaskRecord) throws {
+        guard let owner = task.workerID else { return }
+        guard let preset = preset(forAgent: task.agent) else {
+            _ = try store.resolveOrphan(task, deadWorkerID: owner, outcome: .failed(error: "worker lost, and agent '\(task.agent)' is no longer defined"))
+            return
+        }
+        let backend = backend(for: preset)
+        if task.cancelRequestedAt != nil {
+            if task.run.host == host { backend.abort(task) }
+            if try store.resolveOrphan(task, deadWorkerID: owner, outcome: .cancelled(reason: "cancelled by user")) == .owned {
+                log.event("cancelled", task: task.id, "running → cancelled (its worker \(owner) was gone)")
+            }
+            return
+        }
+        if preset.backend == .exec && task.run.pid == nil {
+            // Claimed, but the worker died before the session started: nothing ran, so run it now.
+            if try store.resolveOrphan(task, deadWorkerID: owner, outcome: .requeued(reason: "worker \(owner) lost before the session started", delayMs: 0)) == .owned {
+                log.event("pending", task: task.id, "running → pending: worker \(owner) lost before the session started")
+                wantClaim = true
+            }
+            return
+        }
+        switch backend.adoptionCheck(task, host: host) {
+        case .adoptable:
+            guard try store.adopt(task, from: owner, by: workerID, reason: "adopted from \(owner) (worker gone; session still there)") == .owned else { return }
+            var adopted = task
+            adopted.workerID = workerID
+            let now = monotonic
+            let wallNow = clock.now()
+            let started = now - (wallNow - (task.startedAt ?? wallNow))
+            let progressed = now - (wallNow - (task.progress.lastProgressAt ?? task.startedAt ?? wallNow))
+            let session = ActiveSession(task: adopted, preset: preset, startedMonotonic: started, lastProgressMonotonic: progressed, adopted: true)
+            sessions[task.id] = session
+            log.event("adopted", task: task.id, "running → running: adopted from \(owner); the session goes on, not run again")
+        case .unknown:
+            return  // another host's session: a worker on that host adopts it
+        case .gone:
+            let outcome = outcomeForFailure(task, error: "worker lost: worker \(owner) died and its session is gone")
+            if try store.resolveOrphan(task, deadWorkerID: owner, outcome: outcome) == .owned {
+                log.event(outcome == .failed(error: "") ? "error" : "orphan", task: task.id, "worker \(owner) lost and its session is gone: \(outcome)")
+                wantClaim = true
+            }
+        }
+    }
+}

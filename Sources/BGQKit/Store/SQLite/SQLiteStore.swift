@@ -1,0 +1,286 @@
+import Foundation
+
+/// bgq's store on one SQLite file. All of bgq's SQL lives in this folder; the rest of bgq talks
+/// to it through `QueueStore`, so a second engine (PostgreSQL) can implement the same protocol.
+public final class SQLiteStore {
+    public let connection: Connection
+    public let clock: Clock
+    public var path: String { connection.path }
+
+    public init(connection: Connection, clock: Clock = SystemClock()) {
+        self.connection = connection
+        self.clock = clock
+    }
+
+    /// Opens (creating and migrating if needed) the database at `path`.
+    public convenience init(path: String, clock: Clock = SystemClock(), create: Bool = true) throws {
+        self.init(connection: try Database.open(path: path, create: create), clock: clock)
+    }
+
+    /// Runs a writing transaction and turns SQLite errors into one-line errors that name the file.
+    func write<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try connection.transaction(.immediate, body)
+        } catch let error as SQLiteError {
+            throw Database.describe(error, path: path)
+        }
+    }
+
+    /// Runs a read-only transaction (one consistent snapshot).
+    func read<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try connection.transaction(.deferred, body)
+        } catch let error as SQLiteError {
+            throw Database.describe(error, path: path)
+        }
+    }
+
+    /// The directory where exec sessions keep their logs: beside the database, private to the owner.
+    public var runsDirectory: String { path + ".runs" }
+
+    var now: Instant { clock.now() }
+}
+
+// MARK: - Row mapping
+
+extension SQLiteStore {
+    static let taskColumns = """
+        seq, id, status, description, prompt, agent, model, model_key, parent_id, session_id, continues_session,
+        priority, max_retries, attempt, run_after, on_complete, concurrency_key, worker_id, cancel_requested_at,
+        created_at, started_at, finished_at, result, error, status_reason, message_count, tool_calls, last_tool,
+        last_message, last_message_at, last_progress_at, todos, run_host, run_pid, run_pid_start, run_dir,
+        run_log_offset, run_handle
+        """
+
+    static func instant(_ row: Row, _ column: Int32) -> Instant? {
+        row.optionalText(column).flatMap(Instant.init(iso8601:))
+    }
+
+    static func task(_ row: Row) -> TaskRecord {
+        var progress = TaskRecord.Progress()
+        progress.messageCount = row.int(25)
+        progress.toolCalls = row.int(26)
+        progress.lastTool = row.optionalText(27)
+        progress.lastMessage = row.optionalText(28)
+        progress.lastMessageAt = instant(row, 29)
+        progress.lastProgressAt = instant(row, 30)
+        progress.todos = row.optionalText(31)
+        var run = TaskRecord.RunHandle()
+        run.host = row.optionalText(32)
+        run.pid = row.optionalInt(33).map { Int32(truncatingIfNeeded: $0) }
+        run.pidStart = row.isNull(34) ? nil : row.int64(34)
+        run.directory = row.optionalText(35)
+        run.logOffset = row.int64(36)
+        run.handle = row.optionalText(37)
+        return TaskRecord(
+            seq: row.int64(0), id: row.text(1), status: TaskStatus(rawValue: row.text(2)) ?? .error,
+            description: row.text(3), prompt: row.text(4), agent: row.text(5), model: row.optionalText(6),
+            modelKey: row.text(7), parentID: row.optionalText(8), sessionID: row.optionalText(9),
+            continuesSession: row.int(10) != 0, priority: row.int(11), maxRetries: row.int(12), attempt: row.int(13),
+            runAfter: instant(row, 14), onComplete: row.optionalText(15), concurrencyKey: row.optionalText(16),
+            workerID: row.optionalText(17), cancelRequestedAt: instant(row, 18), createdAt: instant(row, 19) ?? Instant(milliseconds: 0),
+            startedAt: instant(row, 20), finishedAt: instant(row, 21), result: row.optionalText(22), error: row.optionalText(23),
+            statusReason: row.optionalText(24), progress: progress, run: run)
+    }
+}
+
+// MARK: - Tasks
+
+extension SQLiteStore {
+    /// Inserts tasks in one transaction: all or nothing. An id collision is retried with a new id.
+    public func enqueue(_ tasks: [NewTask]) throws -> [TaskRecord] {
+        try write {
+            let insert = try connection.cached("""
+                INSERT INTO tasks (id, description, prompt, agent, model, model_key, parent_id, session_id, continues_session,
+                                   priority, max_retries, on_complete, created_at, status_changed_at, status_reason)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'enqueued')
+                """)
+            let stamp = now.iso8601
+            var ids: [String] = []
+            ids.reserveCapacity(tasks.count)
+            for task in tasks {
+                if let session = task.sessionID {
+                    guard try connection.queryFirst("SELECT 1 FROM sessions WHERE id = ?", [.text(session)], { _ in true }) != nil else {
+                        throw BGQError.notFound("no session \(session) in \(path): `bgq list` shows each task's session")
+                    }
+                }
+                var attempts = 0
+                while true {
+                    let id = Identifier.newTaskID()
+                    do {
+                        try insert.run([
+                            .text(id), .text(task.description), .text(task.prompt), .text(task.agent), .optionalText(task.model),
+                            .text(task.modelKey), .optionalText(task.parentID), .optionalText(task.sessionID),
+                            .int(task.sessionID == nil ? 0 : 1), .int(task.priority), .int(task.maxRetries),
+                            .optionalText(task.onComplete), .text(stamp), .text(stamp),
+                        ])
+                        ids.append(id)
+                        break
+                    } catch let error as SQLiteError where error.isUniqueViolation && attempts < 20 {
+                        attempts += 1  // a random id collided with an existing one: draw another
+                    }
+                }
+            }
+            return try ids.map { id in try taskOrThrow(id: id) }
+        }
+    }
+
+    func taskOrThrow(id: String) throws -> TaskRecord {
+        guard let task = try connection.queryFirst("SELECT \(Self.taskColumns) FROM tasks WHERE id = ?", [.text(id)], Self.task) else {
+            throw BGQError.notFound("Task not found: \(id) (in \(path))")
+        }
+        return task
+    }
+
+    /// The task with exactly this id, if any.
+    public func task(id: String) throws -> TaskRecord? {
+        try read { try connection.queryFirst("SELECT \(Self.taskColumns) FROM tasks WHERE id = ?", [.text(id)], Self.task) }
+    }
+
+    /// Resolves what a person typed (a full id or any unique prefix, with or without `bg_`) to one task id.
+    public func resolveTaskID(_ text: String) throws -> String {
+        guard let prefix = Identifier.taskPrefix(from: text) else {
+            throw BGQError.notFound("Task not found: \(text.prefix(80)) (task ids look like bg_1a2b3c4d; `bgq list` shows them)")
+        }
+        // GLOB with a literal hex prefix uses the unique index on id.
+        let matches = try read {
+            try connection.query("SELECT id FROM tasks WHERE id GLOB ? ORDER BY id LIMIT 11", [.text(prefix + "*")]) { $0.text(0) }
+        }
+        switch matches.count {
+        case 0:
+            throw BGQError.notFound("Task not found: \(prefix) (in \(path); `bgq list` shows the tasks there)")
+        case 1:
+            return matches[0]
+        default:
+            let shown = matches.prefix(10).joined(separator: ", ")
+            let more = matches.count > 10 ? " and more" : ""
+            throw BGQError.usage("task id prefix '\(prefix)' is ambiguous: it matches \(shown)\(more); type more characters")
+        }
+    }
+
+    /// Resolves a session id or unique prefix.
+    public func resolveSessionID(_ text: String) throws -> String {
+        guard let prefix = Identifier.sessionPrefix(from: text) else {
+            throw BGQError.notFound("Session not found: \(text.prefix(80)) (session ids look like ses_1a2b3c4d5e6f; `bgq show` prints a task's session)")
+        }
+        let matches = try read {
+            try connection.query("SELECT id FROM sessions WHERE id GLOB ? ORDER BY id LIMIT 11", [.text(prefix + "*")]) { $0.text(0) }
+        }
+        switch matches.count {
+        case 0: throw BGQError.notFound("Session not found: \(prefix) (in \(path))")
+        case 1: return matches[0]
+        default:
+            throw BGQError.usage("session id prefix '\(prefix)' is ambiguous: it matches \(matches.prefix(10).joined(separator: ", ")); type more characters")
+        }
+    }
+
+    public func session(id: String) throws -> SessionRecord? {
+        try read {
+            try connection.queryFirst("SELECT id, agent, backend, external_id, created_at FROM sessions WHERE id = ?", [.text(id)]) { row in
+                SessionRecord(id: row.text(0), agent: row.text(1), backend: row.text(2), externalID: row.optionalText(3),
+                              createdAt: Self.instant(row, 4) ?? Instant(milliseconds: 0))
+            }
+        }
+    }
+
+    /// Newest first.
+    public func listTasks(_ filter: TaskFilter) throws -> [TaskRecord] {
+        var conditions: [String] = []
+        var arguments: [SQLValue] = []
+        if !filter.statuses.isEmpty {
+            conditions.append("status IN (\(filter.statuses.map { _ in "?" }.joined(separator: ", ")))")
+            arguments += filter.statuses.map { .text($0.rawValue) }
+        }
+        if let agent = filter.agent { conditions.append("agent = ?"); arguments.append(.text(agent)) }
+        if let model = filter.model {
+            conditions.append("(model = ? OR model GLOB ?)")
+            arguments += [.text(model), .text("*/" + model.replacingOccurrences(of: "[", with: "[[]").replacingOccurrences(of: "*", with: "[*]").replacingOccurrences(of: "?", with: "[?]"))]
+        }
+        if let parent = filter.parentID { conditions.append("parent_id = ?"); arguments.append(.text(parent)) }
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        arguments.append(.int(filter.limit))
+        return try read {
+            try connection.query("SELECT \(Self.taskColumns) FROM tasks \(whereClause) ORDER BY seq DESC LIMIT ?", arguments, Self.task)
+        }
+    }
+
+    /// Every transition of a task, oldest first.
+    public func events(taskID: String) throws -> [TaskEvent] {
+        try read {
+            try connection.query("""
+                SELECT id, task_id, at, from_status, to_status, worker_id, attempt, reason
+                FROM task_events WHERE task_id = ? ORDER BY id
+                """, [.text(taskID)], Self.event)
+        }
+    }
+
+    static func event(_ row: Row) -> TaskEvent {
+        TaskEvent(id: row.int64(0), taskID: row.text(1), at: instant(row, 2) ?? Instant(milliseconds: 0),
+                  from: row.optionalText(3).flatMap(TaskStatus.init(rawValue:)), to: TaskStatus(rawValue: row.text(4)) ?? .error,
+                  workerID: row.optionalText(5), attempt: row.int(6), reason: row.optionalText(7))
+    }
+
+    /// The messages of a task's session that this task produced, oldest first.
+    public func messages(taskID: String, limit: Int = 10_000) throws -> [SessionMessage] {
+        try read {
+            try connection.query("""
+                SELECT role, kind, tool, content, at FROM session_messages WHERE task_id = ? ORDER BY id LIMIT ?
+                """, [.text(taskID), .int(limit)]) { row in
+                SessionMessage(role: SessionMessage.Role(rawValue: row.text(0)) ?? .system,
+                               kind: SessionMessage.Kind(rawValue: row.text(1)) ?? .text,
+                               tool: row.optionalText(2), content: row.text(3), at: Self.instant(row, 4) ?? Instant(milliseconds: 0))
+            }
+        }
+    }
+}
+
+// MARK: - Cancel
+
+/// What happened to one task that `bgq cancel` named.
+public enum CancelOutcome: Sendable, Equatable {
+    /// A pending task, now cancelled.
+    case cancelled(TaskRecord)
+    /// A running task, marked; its worker aborts the session and releases the slot.
+    case requested(TaskRecord)
+    /// Already finished: nothing to do.
+    case alreadyFinished(TaskRecord)
+}
+
+extension SQLiteStore {
+    /// Cancels tasks: pending ones at once, running ones by asking their owner worker.
+    public func cancel(taskIDs: [String], reason: String = "cancelled by user") throws -> [CancelOutcome] {
+        try write {
+            let stamp = now.iso8601
+            return try taskIDs.map { id in
+                let task = try taskOrThrow(id: id)
+                switch task.status {
+                case .pending:
+                    let changed = try connection.run("""
+                        UPDATE tasks SET status = 'cancelled', finished_at = ?, error = ?, status_changed_at = ?, status_reason = ?
+                        WHERE id = ? AND status = 'pending'
+                        """, [.text(stamp), .text(reason), .text(stamp), .text(reason), .text(id)])
+                    guard changed == 1 else { throw BGQError.failure("task \(id) changed state while being cancelled; try again") }
+                    return .cancelled(try taskOrThrow(id: id))
+                case .running:
+                    try connection.run("""
+                        UPDATE tasks SET cancel_requested_at = coalesce(cancel_requested_at, ?) WHERE id = ? AND status = 'running'
+                        """, [.text(stamp), .text(id)])
+                    return .requested(try taskOrThrow(id: id))
+                case .completed, .error, .cancelled:
+                    return .alreadyFinished(task)
+                }
+            }
+        }
+    }
+
+    /// Ids of the tasks that are pending or running, optionally under one parent.
+    public func activeTaskIDs(parentID: String?) throws -> [String] {
+        try read {
+            if let parentID {
+                return try connection.query("SELECT id FROM tasks WHERE status IN ('pending', 'running') AND parent_id = ? ORDER BY seq",
+                                            [.text(parentID)]) { $0.text(0) }
+            }
+            return try connection.query("SELECT id FROM tasks WHERE status IN ('pending', 'running') ORDER BY seq") { $0.text(0) }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import BGQKit
+
+BGQCommand.runAsMain()
