@@ -36,7 +36,8 @@ let package = Package(
         ),
         // The tiny `bgq` entry point.
         .executableTarget(name: "bgq", dependencies: ["BGQKit"]),
-        .testTarget(name: "BGQKitTests", dependencies: ["BGQKit"]),
+        // Tests run the built `bgq` binary as real processes, so they depend on it.
+        .testTarget(name: "BGQKitTests", dependencies: ["BGQKit", "bgq"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,264 @@
+import ArgumentParser
+import Foundation
+
+extension BGQCommand {
+    /// `bgq worker`: runs queued tasks.
+    struct WorkerCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "worker",
+            abstract: "Run queued tasks: claim under the limits, run agent sessions, poll them, record every transition.",
+            discussion: """
+                Start as many workers as you like, at any time, on one database; kill them at any time.
+                SIGTERM or SIGINT stops claiming and hands running sessions over: they keep running and the next
+                worker adopts them without running them again. With --drain the worker waits for its sessions
+                instead; a second SIGINT then aborts them and requeues their tasks.
+                Logs one line per state change on stderr.
+
+                Examples:
+                  bgq worker
+                  bgq worker --max-sessions 4 --name laptop-1
+                  bgq worker --log-format json 2>>worker.log &
+                """)
+
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Most sessions this worker runs at once (default 16).") var maxSessions: Int = 16
+        @Option(help: "How often each session is polled, e.g. 2s or 500ms (default: the database's setting, 2s).") var pollInterval: String?
+        @Option(help: "A name shown by `bgq workers` (default: host:pid).") var name: String?
+        @Flag(help: "On SIGTERM/SIGINT, let this worker's sessions finish before exiting.") var drain = false
+        @Option(help: "text or json.") var logFormat: String = "text"
+        @Flag(help: "Exit when no task is pending or running (for scripts).") var exitWhenIdle = false
+
+        func validate() throws {
+            guard (1...100_000).contains(maxSessions) else { throw ValidationError("--max-sessions must be from 1 to 100000") }
+            if let pollInterval {
+                guard let ms = parseDuration(pollInterval), (50...600_000).contains(ms) else {
+                    throw ValidationError("--poll-interval must be a duration from 50ms to 10m, e.g. 2s")
+                }
+            }
+            guard WorkerLog.Format(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json") }
+        }
+
+        func run() throws {
+            let store = try database.openStore()
+            var options = WorkerOptions(name: name ?? "\(ProcessSupport.hostName):\(getpid())")
+            options.maxSessions = maxSessions
+            options.pollIntervalMs = pollInterval.flatMap(parseDuration)
+            options.drain = drain
+            options.logFormat = WorkerLog.Format(rawValue: logFormat) ?? .text
+            options.exitWhenIdle = exitWhenIdle
+            let worker = Worker(store: store, options: options)
+            do {
+                try worker.run()
+            } catch let error as BGQError {
+                throw error
+            } catch let error as SQLiteError {
+                throw Database.describe(error, path: store.path)
+            }
+        }
+    }
+
+    /// `bgq workers`: the worker processes.
+    struct Workers: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List workers with their heartbeat age and the sessions they hold.",
+            discussion: "Examples:\n  bgq workers\n  bgq workers --all --json")
+        @OptionGroup var database: DatabaseOptions
+        @Flag(help: "Include stopped and dead workers.") var all = false
+        @Flag(help: "Print as JSON.") var json = false
+
+        func run() throws {
+            let store = try database.openStore()
+            let workers = try store.listWorkers(includeGone: all)
+            let now = store.clock.now()
+            if json {
+                print(Render.json(workers.map { w -> [String: Any] in
+                    ["id": w.id, "name": w.name, "host": w.host, "pid": Int(w.pid), "state": w.state.rawValue,
+                     "started_at": w.startedAt.iso8601, "heartbeat_at": w.heartbeatAt.iso8601, "heartbeat_age_ms": now - w.heartbeatAt,
+                     "sessions": w.runningTasks, "max_sessions": w.maxSessions, "reason": w.reason ?? NSNull()]
+                }))
+                return
+            }
+            guard !workers.isEmpty else {
+                print(all ? "No worker has run on this database yet. Start one with `bgq worker`." : "No live worker. Start one with `bgq worker` (`bgq workers --all` shows past ones).")
+                return
+            }
+            print(Render.table(["ID", "NAME", "HOST", "PID", "STATE", "HEARTBEAT", "SESSIONS", "STARTED"], workers.map { w in
+                [w.id, w.name, w.host, String(w.pid), w.state.rawValue, Render.age(w.heartbeatAt, now: now),
+                 "\(w.runningTasks)/\(w.maxSessions)", w.startedAt.iso8601]
+            }))
+        }
+    }
+
+    /// `bgq agents`: built-in and user-defined agents.
+    struct Agents: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List, add or remove agents.",
+            discussion: """
+                Built-in agents are named after their preset: \(AgentPreset.all.filter { $0.name != "command" }.map(\.name).joined(separator: ", ")).
+                Your own agents are stored in the database, so every worker sees them.
+
+                Examples:
+                  bgq agents
+                  bgq agents add explore --preset claude --model anthropic/claude-sonnet-4-5
+                  bgq agents add review --preset command --executable ./review.sh --arg '{prompt}'
+                  bgq agents remove explore
+                """,
+            subcommands: [ListAgents.self, AddAgent.self, RemoveAgent.self],
+            defaultSubcommand: ListAgents.self)
+    }
+
+    struct ListAgents: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the agents.")
+        @OptionGroup var database: DatabaseOptions
+        @Flag(help: "Print as JSON.") var json = false
+
+        func run() throws {
+            let store = try database.openStore()
+            let registry = AgentRegistry(userAgents: try store.userAgents())
+            if json {
+                print(Render.json(registry.agents.map { a -> [String: Any] in
+                    ["name": a.name, "preset": a.preset, "executable": a.executable ?? NSNull(), "args": a.extraArgs, "model": a.model ?? NSNull(),
+                     "env": a.environment, "cwd": a.workingDirectory ?? NSNull(), "prompt_via": a.promptVia.rawValue, "built_in": a.isBuiltIn,
+                     "can_resume": AgentPreset.named(a.preset)?.canResume ?? false]
+                }))
+                return
+            }
+            print(Render.table(["NAME", "PRESET", "MODEL", "COMMAND", "DESCRIPTION"], registry.agents.map { a in
+                let preset = AgentPreset.named(a.preset)
+                let command = ([a.executable ?? preset?.defaultExecutable ?? ""] + a.extraArgs).joined(separator: " ")
+                return [a.name, a.preset, a.model ?? "-", Render.truncate(command, 40), Render.truncate(a.summary ?? preset?.summary ?? "", 70)]
+            }))
+        }
+    }
+
+    struct AddAgent: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "add", abstract: "Add or replace an agent.")
+        @OptionGroup var database: DatabaseOptions
+        @Argument(help: "The agent's name.") var name: String
+        @Option(help: "The preset: \(AgentPreset.all.map(\.name).joined(separator: ", ")).") var preset: String
+        @Option(help: "The program to run instead of the preset's.") var executable: String?
+        @Option(name: .customLong("arg"), help: "An extra argument (repeatable); with --preset command, {prompt}, {model} and {session} are replaced.") var args: [String] = []
+        @Option(help: "The default model (provider/model).") var model: String?
+        @Option(name: .customLong("env"), help: "KEY=VALUE for the agent's environment (repeatable). Not for secrets: they would be stored.") var env: [String] = []
+        @Option(help: "The working directory.") var cwd: String?
+        @Option(help: "argv (default) or stdin.") var promptVia: String = "argv"
+        @Option(help: "What the agent is for.") var description: String?
+
+        func validate() throws {
+            guard name.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", options: .regularExpression) != nil else {
+                throw ValidationError("agent names use letters, digits, '.', '_' and '-' (at most 64), e.g. explore")
+            }
+            guard AgentPreset.named(preset) != nil else {
+                throw ValidationError("unknown preset '\(preset)': use \(AgentPreset.all.map(\.name).joined(separator: ", "))")
+            }
+            if preset == "command" && executable == nil { throw ValidationError("--preset command needs --executable PATH") }
+            if let model { _ = try ModelRef(parsing: model) }
+            guard AgentDefinition.PromptVia(rawValue: promptVia) != nil else { throw ValidationError("--prompt-via must be argv or stdin") }
+            for pair in env {
+                guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else { throw ValidationError("--env takes KEY=VALUE, got '\(pair)'") }
+                let key = pair[..<equals].uppercased()
+                if ["KEY", "TOKEN", "SECRET", "PASSWORD"].contains(where: { key.contains($0) }) {
+                    throw ValidationError("--env \(pair[..<equals]) looks like a secret: bgq does not store secrets; export it in the worker's environment instead")
+                }
+            }
+        }
+
+        func run() throws {
+            let store = try database.openStore()
+            var environment: [String: String] = [:]
+            for pair in env {
+                let equals = pair.firstIndex(of: "=")!
+                environment[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+            }
+            let agent = AgentDefinition(name: name, preset: preset, executable: executable.map(DatabaseLocation.absolute), extraArgs: args, model: model,
+                                        environment: environment, workingDirectory: cwd.map(DatabaseLocation.absolute),
+                                        promptVia: AgentDefinition.PromptVia(rawValue: promptVia) ?? .argv, summary: description)
+            try store.saveAgent(agent)
+            print("Agent \(name) saved (preset \(preset)). Queue work with: bgq enqueue --agent \(name) 'your prompt'")
+        }
+    }
+
+    struct RemoveAgent: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a user-defined agent.")
+        @OptionGroup var database: DatabaseOptions
+        @Argument(help: "The agent's name.") var name: String
+
+        func run() throws {
+            let store = try database.openStore()
+            guard try store.removeAgent(named: name) else {
+                throw BGQError.notFound("no user-defined agent '\(name)' (`bgq agents` lists them; built-in agents cannot be removed)")
+            }
+            print("Agent \(name) removed.")
+        }
+    }
+
+    /// `bgq settings`: timings shared by every worker.
+    struct SettingsCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "settings",
+            abstract: "Show or change the timing settings every worker uses.",
+            discussion: """
+                Values take durations (500ms, 2s, 3m, 1h) or milliseconds.
+
+                Examples:
+                  bgq settings
+                  bgq settings set stale_timeout_ms 10m
+                  bgq settings unset stale_timeout_ms
+                """,
+            subcommands: [ShowSettings.self, SetSetting.self, UnsetSetting.self],
+            defaultSubcommand: ShowSettings.self)
+    }
+
+    struct ShowSettings: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Print every setting with its value.")
+        @OptionGroup var database: DatabaseOptions
+        func run() throws {
+            let store = try database.openStore()
+            let settings = try store.settings()
+            let stored = try store.storedSettings()
+            var rows = Settings.keys.map { entry in
+                [entry.key, String(settings[keyPath: entry.path]), stored[entry.key] == nil ? "default" : "set", entry.help]
+            }
+            rows.append([Settings.stablePollsKey, String(settings.stablePolls), stored[Settings.stablePollsKey] == nil ? "default" : "set",
+                         "unchanged polls before an idle re-check"])
+            print(Render.table(["KEY", "VALUE", "SOURCE", "MEANING"], rows))
+        }
+    }
+
+    struct SetSetting: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set", abstract: "Set a setting.")
+        @OptionGroup var database: DatabaseOptions
+        @Argument(help: "The key (see `bgq settings`).") var key: String
+        @Argument(help: "The value: a duration (2s) or milliseconds.") var value: String
+
+        func run() throws {
+            let store = try database.openStore()
+            if key == Settings.stablePollsKey {
+                guard let n = Int(value), (1...100).contains(n) else { throw BGQError.usage("stable_polls must be a whole number from 1 to 100") }
+                try store.setSetting(key, String(n))
+                print("stable_polls set to \(n).")
+                return
+            }
+            guard let entry = Settings.keys.first(where: { $0.key == key }) else {
+                throw BGQError.usage("unknown setting '\(key.prefix(80))': known are \((Settings.keys.map(\.key) + [Settings.stablePollsKey]).joined(separator: ", "))")
+            }
+            let ms = value.allSatisfy(\.isNumber) ? Int64(value) : parseDuration(value)
+            guard let ms, entry.range.contains(ms) else {
+                throw BGQError.usage("\(key) must be a duration from \(entry.range.lowerBound) ms to \(entry.range.upperBound) ms, e.g. 30s")
+            }
+            try store.setSetting(key, String(ms))
+            print("\(key) set to \(ms) ms; workers pick it up within one poll interval.")
+        }
+    }
+
+    struct UnsetSetting: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "unset", abstract: "Reset a setting to its default.")
+        @OptionGroup var database: DatabaseOptions
+        @Argument(help: "The key.") var key: String
+        func run() throws {
+            let store = try database.openStore()
+            try store.unsetSetting(key)
+            print("\(key) reset to its default.")
+        }
+    }
+}
