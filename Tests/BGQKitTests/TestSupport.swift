@@ -92,7 +92,7 @@ enum BGQBinary {
         process.environment = env
         process.standardOutput = FileHandle.nullDevice
         if let logPath {
-            FileManager.default.createFile(atPath: logPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
             process.standardError = FileHandle(forWritingAtPath: logPath)
         } else {
             process.standardError = FileHandle.nullDevice

@@ -143,24 +143,21 @@ enum TaskInput {
             guard !trimmed.isEmpty else { continue }
             let number = index + 1
             do {
-                guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {
-                    throw BGQError.usage("not a JSON object")
-                }
+                guard case .object(let object) = try JSONValue.parse(trimmed) else { throw BGQError.usage("not a JSON object") }
                 if let unknown = object.keys.sorted().first(where: { !jsonlFields.contains($0) }) {
                     throw BGQError.usage("unknown field '\(unknown)' (known: \(jsonlFields.sorted().joined(separator: ", ")))")
                 }
                 func string(_ key: String) throws -> String? {
-                    guard let value = object[key], !(value is NSNull) else { return nil }
-                    guard let text = value as? String else { throw BGQError.usage("field '\(key)' must be a string") }
-                    return text
+                    switch object[key] {
+                    case nil, .null?: return nil
+                    case .string(let text)?: return text
+                    default: throw BGQError.usage("field '\(key)' must be a string")
+                    }
                 }
                 func integer(_ key: String) throws -> Int? {
-                    guard let value = object[key], !(value is NSNull) else { return nil }
-                    guard !(value is Bool), let number = value as? NSNumber, number.doubleValue.isFinite,
-                          number.doubleValue == number.doubleValue.rounded(), abs(number.doubleValue) < 1e15 else {
-                        throw BGQError.usage("field '\(key)' must be a whole number")
-                    }
-                    return Int(number.doubleValue)
+                    guard let value = object[key], value != .null else { return nil }
+                    guard let number = value.wholeNumber else { throw BGQError.usage("field '\(key)' must be a whole number") }
+                    return number
                 }
                 guard let prompt = try string("prompt") else { throw BGQError.usage("field 'prompt' is required") }
                 tasks.append(try make(prompt: prompt, agent: try string("agent"), model: try string("model"), description: try string("description"),

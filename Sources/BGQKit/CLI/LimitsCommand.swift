@@ -24,7 +24,9 @@ extension BGQCommand {
     }
 
     struct ShowLimits: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "show", abstract: "Print the limits and, per concurrency key, running / limit / pending.")
+        static let configuration = CommandConfiguration(
+            commandName: "show", abstract: "Print the limits and, per concurrency key, running / limit / pending.",
+            discussion: "Examples:\n  bgq limits\n  bgq limits show --json")
         @OptionGroup var database: DatabaseOptions
         @Flag(help: "Print as JSON.") var json = false
 
@@ -57,7 +59,14 @@ extension BGQCommand {
     struct SetLimit: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "set", abstract: "Set a limit: --model M N, --provider P N, or --default N (0 = unlimited).",
-            discussion: "Workers apply a lowered limit to new claims at once, and start waiting tasks at once under a raised one.")
+            discussion: """
+                Workers apply a lowered limit to new claims at once, and start waiting tasks at once under a raised one.
+
+                Examples:
+                  bgq limits set --provider anthropic 3
+                  bgq limits set --model claude-opus-4-5 2
+                  bgq limits set --default 5
+                """)
         @OptionGroup var database: DatabaseOptions
         @Option(help: "A model: provider/model or the bare model name.") var model: String?
         @Option(help: "A provider (shared by all of its models).") var provider: String?
@@ -86,7 +95,9 @@ extension BGQCommand {
     }
 
     struct UnsetLimit: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "unset", abstract: "Remove a limit: --model M, --provider P, or --default (back to 5).")
+        static let configuration = CommandConfiguration(
+            commandName: "unset", abstract: "Remove a limit: --model M, --provider P, or --default (back to 5).",
+            discussion: "Examples:\n  bgq limits unset --provider anthropic\n  bgq limits unset --default")
         @OptionGroup var database: DatabaseOptions
         @Option(help: "A model limit to remove.") var model: String?
         @Option(help: "A provider limit to remove.") var provider: String?
@@ -113,7 +124,12 @@ extension BGQCommand {
         static let configuration = CommandConfiguration(
             commandName: "import",
             abstract: "Read the background_task block of an oh-my-opencode.json (JSONC: comments and trailing commas allowed).",
-            discussion: "Reads providerConcurrency, modelConcurrency, defaultConcurrency and staleTimeoutMs; other fields are reported and ignored.")
+            discussion: """
+                Reads providerConcurrency, modelConcurrency, defaultConcurrency and staleTimeoutMs; other fields are reported and ignored.
+
+                Example:
+                  bgq limits import ~/.config/opencode/oh-my-opencode.json
+                """)
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The oh-my-opencode.json file.") var file: String
 
@@ -165,29 +181,25 @@ enum LimitInput {
     }
 
     static func parseOhMyOpenCode(_ text: String, file: String) throws -> OhMyOpenCode {
-        let json = JSONC.strip(text)
-        let root: Any
+        let root: JSONValue
         do {
-            root = try JSONSerialization.jsonObject(with: Data(json.utf8))
-        } catch {
-            throw BGQError.usage("\(file) is not valid JSON(C): \(JSONC.describe(error, in: json)); fix it and run the import again")
+            root = try JSONValue.parse(JSONC.strip(text))
+        } catch let error as BGQError {
+            throw BGQError.usage("\(file) is not valid JSON(C): \(error.description); fix it and run the import again")
         }
-        guard let object = root as? [String: Any] else { throw BGQError.usage("\(file): the top level must be a JSON object") }
-        guard let block = object["background_task"] as? [String: Any] else {
+        guard case .object(let object) = root else { throw BGQError.usage("\(file): the top level must be a JSON object") }
+        guard case .object(let block)? = object["background_task"] else {
             throw BGQError.usage("\(file) has no \"background_task\" object: nothing to import")
         }
         var config = OhMyOpenCode()
-        func number(_ value: Any, _ path: String) throws -> Int {
-            guard !(value is Bool), let n = value as? NSNumber, n.doubleValue.isFinite, n.doubleValue == n.doubleValue.rounded() else {
-                throw BGQError.usage("\(file): background_task.\(path) must be a whole number")
-            }
-            let int = Int(n.doubleValue)
+        func number(_ value: JSONValue, _ path: String) throws -> Int {
+            guard let int = value.wholeNumber else { throw BGQError.usage("\(file): background_task.\(path) must be a whole number") }
             try check(int)
             return int
         }
         func map(_ key: String, allowSlash: Bool) throws -> [String: Int] {
             guard let value = block[key] else { return [:] }
-            guard let entries = value as? [String: Any] else { throw BGQError.usage("\(file): background_task.\(key) must be an object") }
+            guard case .object(let entries) = value else { throw BGQError.usage("\(file): background_task.\(key) must be an object") }
             var result: [String: Int] = [:]
             for (name, value) in entries {
                 try checkName(name, what: key == "providerConcurrency" ? "provider" : "model", allowSlash: allowSlash)
@@ -199,10 +211,10 @@ enum LimitInput {
         config.model = try map("modelConcurrency", allowSlash: true)
         if let value = block["defaultConcurrency"] { config.defaultLimit = try number(value, "defaultConcurrency") }
         if let value = block["staleTimeoutMs"] {
-            guard !(value is Bool), let n = value as? NSNumber, n.doubleValue.isFinite, n.doubleValue >= 60_000, n.doubleValue <= 86_400_000 else {
+            guard let ms = value.wholeNumber, (60_000...86_400_000).contains(ms) else {
                 throw BGQError.usage("\(file): background_task.staleTimeoutMs must be a number of milliseconds from 60000 to 86400000")
             }
-            config.staleTimeoutMs = Int(n.doubleValue)
+            config.staleTimeoutMs = ms
         }
         let known: Set<String> = ["providerConcurrency", "modelConcurrency", "defaultConcurrency", "staleTimeoutMs"]
         config.ignored = block.keys.filter { !known.contains($0) }.sorted()
@@ -255,10 +267,5 @@ enum JSONC {
             i += 1
         }
         return String(decoding: output, as: UTF8.self)
-    }
-
-    static func describe(_ error: Error, in text: String) -> String {
-        let message = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
-        return message.replacingOccurrences(of: "\n", with: " ")
     }
 }

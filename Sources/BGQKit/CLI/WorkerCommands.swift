@@ -108,7 +108,8 @@ extension BGQCommand {
     }
 
     struct ListAgents: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the agents.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the agents.",
+                                                               discussion: "Examples:\n  bgq agents\n  bgq agents list --json")
         @OptionGroup var database: DatabaseOptions
         @Flag(help: "Print as JSON.") var json = false
 
@@ -132,7 +133,14 @@ extension BGQCommand {
     }
 
     struct AddAgent: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "add", abstract: "Add or replace an agent.")
+        static let configuration = CommandConfiguration(
+            commandName: "add", abstract: "Add or replace an agent.",
+            discussion: """
+                Examples:
+                  bgq agents add explore --preset claude --model anthropic/claude-sonnet-4-5
+                  bgq agents add local --preset llm --model local/smollm2
+                  bgq agents add review --preset command --executable ./review.sh --arg --model --arg '{model}' --arg '{prompt}'
+                """)
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The agent's name.") var name: String
         @Option(help: "The preset: \(AgentPreset.all.map(\.name).joined(separator: ", ")).") var preset: String
@@ -179,7 +187,8 @@ extension BGQCommand {
     }
 
     struct RemoveAgent: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a user-defined agent.")
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a user-defined agent.",
+                                                               discussion: "Example:\n  bgq agents remove explore")
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The agent's name.") var name: String
 
@@ -210,7 +219,8 @@ extension BGQCommand {
     }
 
     struct ShowSettings: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "show", abstract: "Print every setting with its value.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Print every setting with its value.",
+                                                               discussion: "Example:\n  bgq settings")
         @OptionGroup var database: DatabaseOptions
         func run() throws {
             let store = try database.openStore()
@@ -226,7 +236,8 @@ extension BGQCommand {
     }
 
     struct SetSetting: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "set", abstract: "Set a setting.")
+        static let configuration = CommandConfiguration(commandName: "set", abstract: "Set a setting.",
+                                                               discussion: "Examples:\n  bgq settings set poll_interval_ms 1s\n  bgq settings set lease_timeout_ms 30000")
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The key (see `bgq settings`).") var key: String
         @Argument(help: "The value: a duration (2s) or milliseconds.") var value: String
@@ -252,7 +263,8 @@ extension BGQCommand {
     }
 
     struct UnsetSetting: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "unset", abstract: "Reset a setting to its default.")
+        static let configuration = CommandConfiguration(commandName: "unset", abstract: "Reset a setting to its default.",
+                                                               discussion: "Example:\n  bgq settings unset stale_timeout_ms")
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The key.") var key: String
         func run() throws {

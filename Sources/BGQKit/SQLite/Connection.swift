@@ -27,8 +27,9 @@ public final class Connection {
     public var busyRetries = 3
 
     /// Opens (and creates, if `create` is true) the database file at `path`.
-    public init(path: String, create: Bool = true, readOnly: Bool = false, busyTimeoutMilliseconds: Int32 = 5000) throws {
-        var flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+    /// With `uri`, `path` is a `file:` URI (https://www.sqlite.org/uri.html); `path` keeps the plain file name.
+    public init(path: String, create: Bool = true, readOnly: Bool = false, uri: String? = nil, busyTimeoutMilliseconds: Int32 = 5000) throws {
+        var flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE | (uri == nil ? 0 : SQLITE_OPEN_URI)
         if readOnly {
             flags |= SQLITE_OPEN_READONLY
         } else {
@@ -36,7 +37,7 @@ public final class Connection {
             if create { flags |= SQLITE_OPEN_CREATE }
         }
         var db: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        let rc = sqlite3_open_v2(uri ?? path, &db, flags, nil)
         guard let db else {
             throw SQLiteError(extendedCode: rc, message: "out of memory opening database", sql: nil)
         }

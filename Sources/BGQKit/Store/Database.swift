@@ -39,10 +39,32 @@ public enum Database {
             try checkIdentity(connection)
             try configure(connection)
             try migrate(connection)
+        } catch let error as SQLiteError where !create && (error.isReadOnly || error.isCantOpen) {
+            // A WAL database in a directory this user cannot write: SQLite cannot make its -shm file.
+            // Commands that only read open it as immutable (no locks, no writes) instead.
+            return try openImmutable(path: path)
         } catch let error as SQLiteError {
             throw describe(error, path: path)
         }
         return connection
+    }
+
+    /// Opens a database read-only without locking, for reading a file nobody can write here.
+    static func openImmutable(path: String) throws -> Connection {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove(charactersIn: "?#%")
+        let escaped = path.addingPercentEncoding(withAllowedCharacters: allowed) ?? path
+        do {
+            let connection = try Connection(path: path, readOnly: true, uri: "file:\(escaped)?immutable=1")
+            try checkIdentity(connection)
+            let version = try connection.queryFirst("PRAGMA user_version") { $0.int(0) } ?? 0
+            guard version == latestVersion else {
+                throw BGQError.database("\(path) is read-only and has schema version \(version) (this bgq needs \(latestVersion)); open it once with write access")
+            }
+            return connection
+        } catch let error as SQLiteError {
+            throw describe(error, path: path)
+        }
     }
 
     static func defaultBusyTimeout() -> Int32 {

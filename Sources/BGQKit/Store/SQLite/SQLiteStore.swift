@@ -18,6 +18,7 @@ public final class SQLiteStore {
     }
 
     /// Runs a writing transaction and turns SQLite errors into one-line errors that name the file.
+    @discardableResult
     func write<T>(_ body: () throws -> T) throws -> T {
         do {
             return try connection.transaction(.immediate, body)
