@@ -282,8 +282,7 @@ func expectCleanErrorOutput(_ result: CommandResult, sourceLocation: SourceLocat
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
     }
 
-    @Test(.disabled("bug: a read-only bgq database in a read-only directory cannot be read either: `bgq list` exits 5 'read-only' (WAL needs -shm/-wal; SQLite's immutable/readonly fallback is not used)"),
-          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") && getuid() == 0,
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") && getuid() == 0,
                    "needs /usr/bin/setpriv and root to run bgq as user nobody"))
     func readOnlyDatabaseCanStillBeRead() throws {
         let db = TempDatabase()

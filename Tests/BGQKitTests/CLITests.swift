@@ -333,8 +333,7 @@ import Testing
         #expect(result.stdout.contains("Example"), "bgq \(command.joined(separator: " ")) --help has no example")
     }
 
-    @Test(.disabled("bug: --help of nested subcommands (limits set/unset/import/show, agents add/list/remove, settings set/unset/show) has no Example"),
-          arguments: nestedCommands)
+    @Test(arguments: nestedCommands)
     func helpOfEveryNestedSubcommandShowsAnExample(_ command: [String]) throws {
         let result = try BGQBinary.run(command + ["--help"], db: nil)
         #expect(result.status == 0)
