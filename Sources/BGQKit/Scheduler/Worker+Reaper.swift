@@ -25,8 +25,8 @@ extension Worker {
         }
         let backend = backend(for: preset)
         if task.cancelRequestedAt != nil {
-            if task.run.host == host { backend.abort(task) }
             if try store.resolveOrphan(task, deadWorkerID: owner, outcome: .cancelled(reason: "cancelled by user")) == .owned {
+                if task.run.host == host { abortSession(task) }
                 log.event("cancelled", task: task.id, "running → cancelled (its worker \(owner) was gone)")
             }
             return
@@ -56,7 +56,11 @@ extension Worker {
         case .gone:
             let outcome = outcomeForFailure(task, error: "worker lost: worker \(owner) died and its session is gone")
             if try store.resolveOrphan(task, deadWorkerID: owner, outcome: outcome) == .owned {
-                log.event(outcome == .failed(error: "") ? "error" : "orphan", task: task.id, "worker \(owner) lost and its session is gone: \(outcome)")
+                if case .requeued(let reason, _) = outcome {
+                    log.event("pending", task: task.id, "running → pending: \(reason)")
+                } else {
+                    log.event("error", task: task.id, "running → error: worker lost (worker \(owner) died and its session is gone)")
+                }
                 wantClaim = true
             }
         }

@@ -78,6 +78,7 @@ extension Worker {
         guard !due.isEmpty else { return }
         var progress: [(task: TaskRecord, update: ProgressUpdate)] = []
         var finishes: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)] = []
+        var toAbort: Set<String> = []
         for session in due {
             let backend = backend(for: session.preset)
             let result = backend.poll(session)
@@ -99,12 +100,12 @@ extension Worker {
             case .complete(let text):
                 finishes.append((session.task, .completed(result: text), update))
             case .fail(let error, let abort):
-                if abort { abortSession(session.task) }
+                if abort { toAbort.insert(session.task.id) }
                 let detail = abort ? nil : backend.failureDetail(session)
-                let message = detail.map { error.contains($0) ? error : "\(error)\n\($0)" } ?? error
+                let message = detail.map { error.contains($0) ? error : "\(error); last stderr lines:\n\($0)" } ?? error
                 finishes.append((session.task, abort ? .failed(error: message) : outcomeForFailure(session.task, error: message), update))
             case .cancel(let reason):
-                abortSession(session.task)
+                toAbort.insert(session.task.id)
                 finishes.append((session.task, .cancelled(reason: reason), update))
             }
         }
@@ -113,7 +114,7 @@ extension Worker {
         for (task, update) in zip(progress.map(\.task), progress.map(\.update)) {
             sessions[task.id]?.lastPersistedMessageCount = update.progress.messageCount
         }
-        try writeFinishes(finishes)
+        try writeFinishes(finishes, abortingIDs: toAbort)
     }
 
     func snapshot(_ session: ActiveSession, status: SessionStatus, backend: SessionBackend) -> SessionSnapshot {
@@ -155,7 +156,9 @@ extension Worker {
         return .requeued(reason: "attempt \(task.attempt) failed: \(error.prefix(300)); retry \(task.attempt)/\(task.maxRetries) in \(formatDuration(milliseconds: delay))", delayMs: delay)
     }
 
-    func writeFinishes(_ finishes: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)]) throws {
+    /// Writes the transitions; sessions in `abortingIDs` are aborted only when this worker really owned
+    /// them (a worker resumed after a pause must never stop a session another worker adopted).
+    func writeFinishes(_ finishes: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)], abortingIDs: Set<String> = []) throws {
         guard !finishes.isEmpty else { return }
         let owned = try store.finishAll(finishes, workerID: workerID)
         for (item, ownership) in zip(finishes, owned) {
@@ -164,6 +167,7 @@ extension Worker {
                 log.event("lost", task: item.task.id, "not finalized: another worker owns this task now")
                 continue
             }
+            if abortingIDs.contains(item.task.id) { abortSession(item.task) }
             switch item.outcome {
             case .completed: log.event("completed", task: item.task.id, "running → completed")
             case .failed(let error): log.event("error", task: item.task.id, "running → error: \(firstLine(error))")
@@ -190,11 +194,9 @@ extension Worker {
         guard !sessions.isEmpty else { return }
         let requested = try store.cancelRequests(workerID: workerID)
         let items: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)] = requested.compactMap { id in
-            guard let session = sessions[id] else { return nil }
-            abortSession(session.task)
-            return (session.task, .cancelled(reason: "cancelled by user"), nil)
+            sessions[id].map { ($0.task, .cancelled(reason: "cancelled by user"), nil) }
         }
-        try writeFinishes(items)
+        try writeFinishes(items, abortingIDs: Set(items.map(\.task.id)))
     }
 
     /// SIGINT now; SIGTERM and SIGKILL follow after the grace period if the session is still there.

@@ -153,11 +153,8 @@ public final class Worker {
             return false
         }
         if stopping && options.drain {
-            for session in sessions.values { abortSession(session.task) }
-            let items = sessions.values.map { ($0.task, TaskOutcome.requeued(reason: "worker interrupted (second \(name)); requeued", delayMs: 0), Optional<ProgressUpdate>.none) }
-            _ = try store.finishAll(items, workerID: workerID)
-            for session in sessions.values { log.event("pending", task: session.task.id, "running → pending: session aborted, task requeued") }
-            sessions.removeAll()
+            let items = sessions.values.map { ($0.task, TaskOutcome.requeued(reason: "worker interrupted (second \(name)); session aborted, task requeued", delayMs: 0), Optional<ProgressUpdate>.none) }
+            try writeFinishes(items, abortingIDs: Set(items.map(\.0.id)))
             try store.setWorkerState(workerID, .stopped, reason: "\(name) twice: sessions aborted and requeued")
             escalateAbortsUntilDone()
             return true
