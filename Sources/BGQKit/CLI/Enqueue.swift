@@ -58,12 +58,17 @@ extension BGQCommand {
                 tasks = [try TaskInput.make(prompt: text, agent: agent, model: model, description: description, parent: parent,
                                             priority: priority, session: session, retries: retries, registry: registry, store: store)]
             }
+            if jsonl != nil && !json {
+                let ids = try store.enqueueReturningIDs(tasks)
+                var output = "Enqueued \(ids.count) background task(s) in \(store.path):\n"
+                output.reserveCapacity(ids.count * 12 + 80)
+                for id in ids { output += id; output += "\n" }
+                FileHandle.standardOutput.write(Data(output.utf8))
+                return
+            }
             let stored = try store.enqueue(tasks)
             if json {
                 print(Render.json(jsonl != nil ? stored.map(Render.taskJSON) : Render.taskJSON(stored[0]) as Any))
-            } else if jsonl != nil {
-                print("Enqueued \(stored.count) background task(s) in \(store.path):")
-                for task in stored { print(task.id) }
             } else {
                 print(Render.launched(stored[0]))
             }
@@ -103,7 +108,7 @@ enum TaskInput {
 
     static func make(prompt: String, agent: String?, model: String?, description: String?, parent: String?, priority: Int,
                      session: String?, retries: Int, registry: AgentRegistry, store: SQLiteStore) throws -> NewTask {
-        guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        guard prompt.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else {
             throw BGQError.usage("the prompt is empty: say what the agent should do")
         }
         if let index = prompt.utf8.firstIndex(of: 0) {
@@ -127,7 +132,7 @@ enum TaskInput {
         if let model { _ = try ModelRef(parsing: model) }
         if model == nil, let fallback = definition.model { _ = try ModelRef(parsing: fallback) }
         let firstLine = prompt.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? prompt
-        let summary = description ?? Render.truncate(firstLine.trimmingCharacters(in: .whitespaces), 80)
+        let summary = description ?? Render.truncate(String(firstLine.trimmingASCIIWhitespace), 80)
         guard summary.utf8.count <= 10_000 else { throw BGQError.usage("the description is too long (over 10000 bytes): keep it to a line") }
         return NewTask(description: summary, prompt: prompt, agent: agentName, model: model ?? definition.model, parentID: parent,
                        sessionID: sessionID, priority: priority, maxRetries: retries)
@@ -139,7 +144,7 @@ enum TaskInput {
     static func parseJSONL(_ text: String, registry: AgentRegistry, store: SQLiteStore) throws -> [NewTask] {
         var tasks: [NewTask] = []
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let trimmed = String(line.trimmingASCIIWhitespace)
             guard !trimmed.isEmpty else { continue }
             let number = index + 1
             do {

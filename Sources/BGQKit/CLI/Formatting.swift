@@ -117,7 +117,9 @@ enum Render {
     static func age(_ from: Instant, now: Instant) -> String { formatDuration(milliseconds: now - from) + " ago" }
 
     static func truncate(_ text: String, _ count: Int) -> String {
-        let oneLine = text.replacingOccurrences(of: "\n", with: " ")
+        let oneLine = text.utf8.contains(0x0A) ? String(text.map { $0 == "\n" ? " " : $0 }) : text
+        // Byte count first: short ASCII text (the common case) needs no grapheme counting.
+        if oneLine.utf8.count <= count { return oneLine }
         return oneLine.count <= count ? oneLine : String(oneLine.prefix(count - 1)) + "…"
     }
 }

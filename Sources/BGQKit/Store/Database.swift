@@ -94,6 +94,10 @@ public enum Database {
         try connection.execute("PRAGMA foreign_keys = ON")
         try connection.execute("PRAGMA synchronous = NORMAL")
         try connection.execute("PRAGMA journal_size_limit = 67108864")
+        // Deleted prompts and results are overwritten where that costs no extra I/O (Debian builds
+        // SQLite with SECURE_DELETE on, which zero-fills every page and cost ~10% of enqueue speed).
+        // See https://www.sqlite.org/pragma.html#pragma_secure_delete
+        try connection.execute("PRAGMA secure_delete = FAST")
         var mode = ""
         var attempt = 0
         while true {

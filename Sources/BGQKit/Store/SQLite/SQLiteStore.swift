@@ -90,6 +90,12 @@ extension SQLiteStore {
 extension SQLiteStore {
     /// Inserts tasks in one transaction: all or nothing. An id collision is retried with a new id.
     public func enqueue(_ tasks: [NewTask]) throws -> [TaskRecord] {
+        let ids = try enqueueReturningIDs(tasks)
+        return try read { try ids.map { try taskOrThrow(id: $0) } }
+    }
+
+    /// The same, returning only the new ids (what a large batch needs).
+    public func enqueueReturningIDs(_ tasks: [NewTask]) throws -> [String] {
         try write {
             let insert = try connection.cached("""
                 INSERT INTO tasks (id, description, prompt, agent, model, model_key, parent_id, session_id, continues_session,
@@ -97,8 +103,8 @@ extension SQLiteStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'enqueued')
                 """)
             let stamp = now.iso8601
-            var ids: [String] = []
-            ids.reserveCapacity(tasks.count)
+            var stored: [String] = []
+            stored.reserveCapacity(tasks.count)
             for task in tasks {
                 if let session = task.sessionID {
                     guard try connection.queryFirst("SELECT 1 FROM sessions WHERE id = ?", [.text(session)], { _ in true }) != nil else {
@@ -115,14 +121,14 @@ extension SQLiteStore {
                             .int(task.sessionID == nil ? 0 : 1), .int(task.priority), .int(task.maxRetries),
                             .optionalText(task.onComplete), .text(stamp), .text(stamp),
                         ])
-                        ids.append(id)
+                        stored.append(id)
                         break
                     } catch let error as SQLiteError where error.isUniqueViolation && attempts < 20 {
                         attempts += 1  // a random id collided with an existing one: draw another
                     }
                 }
             }
-            return try ids.map { id in try taskOrThrow(id: id) }
+            return stored
         }
     }
 

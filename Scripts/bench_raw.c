@@ -1,0 +1,212 @@
+/*
+ * bench_raw: the raw SQLite ceiling for bgq's two hot paths, with nothing but SQLite in the way.
+ *
+ * Built and run by Scripts/bench (cc -O2 bench_raw.c -lsqlite3). Usage: bench_raw DIR N
+ * Creates fresh WAL databases in DIR (journal_mode=WAL, synchronous=NORMAL, as bgq) with a
+ * tasks-like table and an index like bgq's claim index, and prints one line per figure:
+ *
+ *   enqueue_single   N one-row enqueue transactions (BEGIN IMMEDIATE; INSERT; COMMIT)
+ *   claim_single     N claim+complete pairs, one pair per transaction
+ *   enqueue_batched  N enqueues in one transaction
+ *   claim_batched    N claim+complete pairs, 100 pairs per transaction
+ *
+ * as "<name> <ops> <seconds> <ops_per_second>". The claim is the shape of bgq's: the next pending
+ * row by (model_key, priority DESC, seq) through the partial index, UPDATE ... RETURNING, then an
+ * UPDATE to done by id. No triggers, no event rows, no leases: this is the floor of the cost.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static sqlite3 *db;
+
+static void die(const char *what) {
+    fprintf(stderr, "bench_raw: %s: %s\n", what, db ? sqlite3_errmsg(db) : "(no database)");
+    exit(1);
+}
+
+static void exec(const char *sql) {
+    char *error = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &error) != SQLITE_OK) {
+        fprintf(stderr, "bench_raw: %s: %s\n", sql, error ? error : "?");
+        exit(1);
+    }
+}
+
+static sqlite3_stmt *prepare(const char *sql) {
+    sqlite3_stmt *statement = NULL;
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, NULL) != SQLITE_OK) die(sql);
+    return statement;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void report(const char *name, int ops, double seconds) {
+    printf("%s %d %.6f %.1f\n", name, ops, seconds, seconds > 0 ? ops / seconds : 0.0);
+    fflush(stdout);
+}
+
+static void open_fresh(const char *dir, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (sqlite3_open(path, &db) != SQLITE_OK) die("open");
+    sqlite3_busy_timeout(db, 5000);
+    exec("PRAGMA journal_mode = WAL");
+    exec("PRAGMA synchronous = NORMAL");
+    exec("CREATE TABLE tasks ("
+         " seq INTEGER PRIMARY KEY,"
+         " id TEXT NOT NULL UNIQUE,"
+         " status TEXT NOT NULL DEFAULT 'pending',"
+         " model_key TEXT NOT NULL,"
+         " priority INTEGER NOT NULL DEFAULT 0,"
+         " payload TEXT NOT NULL,"
+         " result TEXT,"
+         " created_at TEXT NOT NULL,"
+         " started_at TEXT,"
+         " finished_at TEXT"
+         ") STRICT");
+    exec("CREATE INDEX tasks_claim ON tasks (model_key, priority DESC, seq) WHERE status = 'pending'");
+    exec("CREATE INDEX tasks_status ON tasks (status, seq)");
+}
+
+static void close_db(void) {
+    if (sqlite3_close(db) != SQLITE_OK) die("close");
+    db = NULL;
+}
+
+static sqlite3_stmt *begin_statement, *commit_statement;
+
+static void step_done(sqlite3_stmt *statement, const char *what) {
+    if (sqlite3_step(statement) != SQLITE_DONE) die(what);
+    sqlite3_reset(statement);
+}
+
+static void begin(void) { step_done(begin_statement, "begin"); }
+static void commit(void) { step_done(commit_statement, "commit"); }
+
+static sqlite3_stmt *insert_statement(void) {
+    return prepare("INSERT INTO tasks (id, model_key, payload, created_at) "
+                   "VALUES (?1, 'noop', ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))");
+}
+
+static void insert_one(sqlite3_stmt *insert, int i) {
+    char id[32], payload[64];
+    snprintf(id, sizeof id, "bg_%08x", (unsigned)i);
+    snprintf(payload, sizeof payload, "bench task %d", i);
+    sqlite3_bind_text(insert, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(insert, 2, payload, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(insert) != SQLITE_DONE) die("insert");
+    sqlite3_reset(insert);
+}
+
+/* One claim+complete pair; returns 0 when nothing was pending. */
+static int claim_and_complete(sqlite3_stmt *claim, sqlite3_stmt *complete) {
+    int rc = sqlite3_step(claim);
+    if (rc == SQLITE_DONE) { sqlite3_reset(claim); return 0; }
+    if (rc != SQLITE_ROW) die("claim");
+    char id[64];
+    snprintf(id, sizeof id, "%s", (const char *)sqlite3_column_text(claim, 0));
+    if (sqlite3_step(claim) != SQLITE_DONE) die("claim (finish)");
+    sqlite3_reset(claim);
+    sqlite3_bind_text(complete, 1, id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(complete) != SQLITE_DONE) die("complete");
+    if (sqlite3_changes(db) != 1) die("complete changed no row");
+    sqlite3_reset(complete);
+    return 1;
+}
+
+static sqlite3_stmt *claim_statement(void) {
+    return prepare("UPDATE tasks SET status = 'running', started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                   "WHERE seq = (SELECT seq FROM tasks WHERE status = 'pending' AND model_key = 'noop' "
+                   "             ORDER BY priority DESC, seq LIMIT 1) AND status = 'pending' "
+                   "RETURNING id");
+}
+
+static sqlite3_stmt *complete_statement(void) {
+    return prepare("UPDATE tasks SET status = 'done', result = payload, "
+                   "finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1 AND status = 'running'");
+}
+
+static void check_all_done(int n) {
+    sqlite3_stmt *count = prepare("SELECT count(*) FROM tasks WHERE status = 'done'");
+    if (sqlite3_step(count) != SQLITE_ROW) die("count");
+    int done = sqlite3_column_int(count, 0);
+    sqlite3_finalize(count);
+    if (done != n) {
+        fprintf(stderr, "bench_raw: %d of %d tasks done\n", done, n);
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: bench_raw DIR N\n");
+        return 2;
+    }
+    const char *dir = argv[1];
+    int n = atoi(argv[2]);
+    if (n <= 0) { fprintf(stderr, "bench_raw: N must be positive\n"); return 2; }
+    const int batch = 100;
+
+    /* (a) and (b): one transaction per operation, as separate processes would do it. */
+    open_fresh(dir, "raw-single.db");
+    begin_statement = prepare("BEGIN IMMEDIATE");
+    commit_statement = prepare("COMMIT");
+    sqlite3_stmt *insert = insert_statement();
+    double t0 = now();
+    for (int i = 0; i < n; i++) {
+        begin();
+        insert_one(insert, i);
+        commit();
+    }
+    report("enqueue_single", n, now() - t0);
+
+    sqlite3_stmt *claim = claim_statement();
+    sqlite3_stmt *complete = complete_statement();
+    t0 = now();
+    for (int i = 0; i < n; i++) {
+        begin();
+        if (!claim_and_complete(claim, complete)) die("nothing left to claim");
+        commit();
+    }
+    report("claim_single", n, now() - t0);
+    check_all_done(n);
+    sqlite3_finalize(begin_statement); sqlite3_finalize(commit_statement); sqlite3_finalize(insert);
+    sqlite3_finalize(claim); sqlite3_finalize(complete);
+    close_db();
+
+    /* (c): the batched forms. */
+    open_fresh(dir, "raw-batched.db");
+    begin_statement = prepare("BEGIN IMMEDIATE");
+    commit_statement = prepare("COMMIT");
+    insert = insert_statement();
+    t0 = now();
+    begin();
+    for (int i = 0; i < n; i++) insert_one(insert, i);
+    commit();
+    report("enqueue_batched", n, now() - t0);
+
+    claim = claim_statement();
+    complete = complete_statement();
+    t0 = now();
+    int done = 0;
+    while (done < n) {
+        begin();
+        for (int j = 0; j < batch && done < n; j++, done++) {
+            if (!claim_and_complete(claim, complete)) die("nothing left to claim");
+        }
+        commit();
+    }
+    report("claim_batched", n, now() - t0);
+    check_all_done(n);
+    sqlite3_finalize(begin_statement); sqlite3_finalize(commit_statement); sqlite3_finalize(insert);
+    sqlite3_finalize(claim); sqlite3_finalize(complete);
+    close_db();
+    return 0;
+}
