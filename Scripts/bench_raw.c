@@ -1,14 +1,22 @@
 /*
  * bench_raw: the raw SQLite ceiling for bgq's two hot paths, with nothing but SQLite in the way.
  *
- * Built and run by Scripts/bench (cc -O2 bench_raw.c -lsqlite3). Usage: bench_raw DIR N
- * Creates fresh WAL databases in DIR (journal_mode=WAL, synchronous=NORMAL, as bgq) with a
+ * Built and run by Scripts/bench (cc -O2 bench_raw.c -lsqlite3). Usage: bench_raw DIR N [SCHEMA.sql]
+ * Creates fresh WAL databases in DIR (journal_mode=WAL, synchronous=NORMAL, secure_delete=FAST, as bgq) with a
  * tasks-like table and an index like bgq's claim index, and prints one line per figure:
  *
  *   enqueue_single   N one-row enqueue transactions (BEGIN IMMEDIATE; INSERT; COMMIT)
  *   claim_single     N claim+complete pairs, one pair per transaction
  *   enqueue_batched  N enqueues in one transaction
  *   claim_batched    N claim+complete pairs, 100 pairs per transaction
+ *
+ * With SCHEMA.sql (bgq's Migrations/0001_initial.sql), the batched forms run again on bgq's own
+ * schema (all of its indexes, the task_events trigger, foreign keys on, random 8-hex-digit ids
+ * like bgq's), still in plain C: what the schema costs, apart from bgq's code.
+ *
+ *   schema_enqueue_batched  N enqueues in one transaction, bgq's INSERT
+ *   schema_claim_batched    N claim+complete pairs, 100 per transaction, as status updates that
+ *                           fire bgq's triggers (no session rows, no slot leases)
  *
  * as "<name> <ops> <seconds> <ops_per_second>". The claim is the shape of bgq's: the next pending
  * row by (model_key, priority DESC, seq) through the partial index, UPDATE ... RETURNING, then an
@@ -59,6 +67,7 @@ static void open_fresh(const char *dir, const char *name) {
     sqlite3_busy_timeout(db, 5000);
     exec("PRAGMA journal_mode = WAL");
     exec("PRAGMA synchronous = NORMAL");
+    exec("PRAGMA secure_delete = FAST");  /* as bgq sets it (Debian builds SQLite with secure_delete on) */
     exec("CREATE TABLE tasks ("
          " seq INTEGER PRIMARY KEY,"
          " id TEXT NOT NULL UNIQUE,"
@@ -144,9 +153,97 @@ static void check_all_done(int n) {
     }
 }
 
+static char *read_file(const char *path) {
+    FILE *file = fopen(path, "rb");
+    if (!file) { perror(path); exit(1); }
+    fseek(file, 0, SEEK_END);
+    long size = ftell(file);
+    fseek(file, 0, SEEK_SET);
+    char *text = malloc((size_t)size + 1);
+    if (!text || fread(text, 1, (size_t)size, file) != (size_t)size) { perror(path); exit(1); }
+    text[size] = 0;
+    fclose(file);
+    return text;
+}
+
+static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
+
+static unsigned long long next_random(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* The batched forms on bgq's own schema. */
+static void schema_run(const char *dir, const char *schema_path, int n, int batch) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/raw-schema.db", dir);
+    if (sqlite3_open(path, &db) != SQLITE_OK) die("open");
+    sqlite3_busy_timeout(db, 5000);
+    exec("PRAGMA journal_mode = WAL");
+    exec("PRAGMA synchronous = NORMAL");
+    exec("PRAGMA foreign_keys = ON");
+    exec("PRAGMA secure_delete = FAST");
+    char *schema = read_file(schema_path);
+    exec(schema);
+    free(schema);
+    rng_state ^= (unsigned long long)time(NULL);
+    begin_statement = prepare("BEGIN IMMEDIATE");
+    commit_statement = prepare("COMMIT");
+    sqlite3_stmt *insert = prepare(
+        "INSERT INTO tasks (id, description, prompt, agent, model, model_key, parent_id, session_id, continues_session,"
+        " priority, max_retries, on_complete, created_at, status_changed_at, status_reason)"
+        " VALUES (?1, ?2, ?3, 'noop', NULL, 'noop', NULL, NULL, 0, 0, 0, NULL, ?4, ?4, 'enqueued')");
+    const char *stamp = "2026-11-21T12:00:00.000Z";
+    double t0 = now();
+    begin();
+    for (int i = 0; i < n; i++) {
+        char id[32], text[64];
+        for (;;) {
+            snprintf(id, sizeof id, "bg_%08llx", next_random() & 0xffffffffULL);
+            snprintf(text, sizeof text, "bench task %d", i);
+            sqlite3_bind_text(insert, 1, id, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(insert, 2, text, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(insert, 3, text, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(insert, 4, stamp, -1, SQLITE_STATIC);
+            int rc = sqlite3_step(insert);
+            sqlite3_reset(insert);
+            if (rc == SQLITE_DONE) break;
+            if (sqlite3_extended_errcode(db) != SQLITE_CONSTRAINT_UNIQUE) die("schema insert");
+        }
+    }
+    commit();
+    report("schema_enqueue_batched", n, now() - t0);
+
+    sqlite3_stmt *claim = prepare(
+        "UPDATE tasks SET status = 'running', worker_id = 'wrk_00000001', attempt = attempt + 1,"
+        " started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), concurrency_key = 'model:noop', last_progress_at = started_at,"
+        " status_changed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), status_reason = 'claimed'"
+        " WHERE seq = (SELECT seq FROM tasks WHERE status = 'pending' AND model_key = 'noop' ORDER BY priority DESC, seq LIMIT 1)"
+        " AND status = 'pending' RETURNING id");
+    sqlite3_stmt *complete = prepare(
+        "UPDATE tasks SET status = 'completed', finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), result = prompt,"
+        " status_changed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), status_reason = 'session finished'"
+        " WHERE id = ?1 AND status = 'running'");
+    t0 = now();
+    int done = 0;
+    while (done < n) {
+        begin();
+        for (int j = 0; j < batch && done < n; j++, done++) {
+            if (!claim_and_complete(claim, complete)) die("nothing left to claim (schema)");
+        }
+        commit();
+    }
+    report("schema_claim_batched", n, now() - t0);
+    sqlite3_finalize(begin_statement); sqlite3_finalize(commit_statement); sqlite3_finalize(insert);
+    sqlite3_finalize(claim); sqlite3_finalize(complete);
+    close_db();
+}
+
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: bench_raw DIR N\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: bench_raw DIR N [SCHEMA.sql]\n");
         return 2;
     }
     const char *dir = argv[1];
@@ -208,5 +305,7 @@ int main(int argc, char **argv) {
     sqlite3_finalize(begin_statement); sqlite3_finalize(commit_statement); sqlite3_finalize(insert);
     sqlite3_finalize(claim); sqlite3_finalize(complete);
     close_db();
+
+    if (argc == 4) schema_run(dir, argv[3], n, batch);
     return 0;
 }

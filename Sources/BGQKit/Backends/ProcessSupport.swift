@@ -45,6 +45,18 @@ public enum ProcessSupport {
         return pid
     }
 
+    /// Marks every open descriptor from 3 up close-on-exec, so agents inherit nothing of the worker's
+    /// (pipes or sockets its parent passed down would otherwise stay open in every agent, and the
+    /// parent would wait for them). SQLite opens its own files with O_CLOEXEC already.
+    public static func markInheritedDescriptorsCloseOnExec() {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
+        for entry in entries {
+            guard let fd = Int32(entry), fd > 2 else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+        }
+    }
+
     /// The process's start time (clock ticks since boot, /proc/PID/stat field 22) and state letter.
     public static func stat(pid: Int32) -> (start: Int64, state: Character)? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

@@ -8,12 +8,15 @@ public enum BGQError: Error, Equatable, CustomStringConvertible {
     case timeout(String)
     /// The database cannot be used as asked (locked, read-only, full, corrupt, newer, not bgq's): exit 5.
     case database(String)
+    /// The database is there but cannot take this write right now (locked, disk full, I/O error):
+    /// exit 5 too, but a worker waits and tries again instead of stopping.
+    case databaseUnavailable(String)
     /// Anything else that failed (for example cancelling a finished task): exit 1.
     case failure(String)
 
     public var description: String {
         switch self {
-        case .usage(let m), .notFound(let m), .timeout(let m), .database(let m), .failure(let m): m
+        case .usage(let m), .notFound(let m), .timeout(let m), .database(let m), .databaseUnavailable(let m), .failure(let m): m
         }
     }
 
@@ -23,7 +26,7 @@ public enum BGQError: Error, Equatable, CustomStringConvertible {
         case .usage: ExitStatus.usage
         case .notFound: ExitStatus.notFound
         case .timeout: ExitStatus.timeout
-        case .database: ExitStatus.database
+        case .database, .databaseUnavailable: ExitStatus.database
         }
     }
 }

@@ -41,6 +41,7 @@ public final class Worker {
     var wantClaim = true
     var stopping = false
     var handledSignals = 0
+    var databaseIdentity: (UInt64, UInt64)?
 
     struct PendingAbort {
         var task: TaskRecord
@@ -72,46 +73,105 @@ public final class Worker {
     }
 
     /// Runs until stopped by a signal (or, with `exitWhenIdle`, until there is nothing left to do).
+    ///
+    /// A database that cannot take a write for a while (locked, disk full, I/O error) is waited out:
+    /// the worker logs it, backs off and tries again, and its sessions keep running meanwhile. A
+    /// database file that was deleted or replaced stops the worker with an error.
     public func run() throws {
         StopSignals.install()
+        ProcessSupport.markInheritedDescriptorsCloseOnExec()
         try register()
+        databaseIdentity = Self.fileIdentity(store.path)
         reapDeadWorkers()
-        var nextHeartbeat = monotonic + settings.heartbeatIntervalMs
-        var nextMaintenance = monotonic
-        var nextReap = monotonic + reapIntervalMs
+        var timers = Timers(now: monotonic, settings: settings, reapIntervalMs: reapIntervalMs)
+        var failures = 0
         while true {
-            if try handleSignals() { return }
-            let now = monotonic
-            collectExitedChildren()
-            if now >= nextHeartbeat {
-                nextHeartbeat = now + settings.heartbeatIntervalMs
-                if try store.heartbeat(workerID: workerID) == .lost { try loseOwnership() }
+            do {
+                if try tick(&timers) { return }
+                if failures > 0 {
+                    log.event("recovered", "the database takes writes again")
+                    failures = 0
+                }
+            } catch let error as BGQError {
+                guard case .databaseUnavailable(let message) = error else { throw error }
+                failures += 1
+                let delay = min(5000, 100 << min(failures, 6))
+                if failures == 1 || failures % 20 == 0 {
+                    log.event("waiting", "\(message); trying again in \(delay) ms (sessions keep running)")
+                }
+                usleep(useconds_t(delay * 1000))
+            } catch let error as SQLiteError {
+                let described = Database.describe(error, path: store.path)
+                guard case .databaseUnavailable = described else { throw described }
+                failures += 1
+                usleep(useconds_t(min(5000, 100 << min(failures, 6)) * 1000))
             }
-            let version = try store.connection.dataVersion()
-            let changed = version != lastDataVersion
-            lastDataVersion = version
-            if changed { try applyCancelRequests() }
-            if now >= nextMaintenance {
-                nextMaintenance = now + pollIntervalMs
-                try maintenance()
-                wantClaim = true
-            }
-            if now >= nextReap || (changed && now >= nextReap - reapIntervalMs + 1000) {
-                nextReap = now + reapIntervalMs
-                reapDeadWorkers()
-            }
-            if !stopping && (changed || wantClaim) {
-                wantClaim = false
-                try claimAndStart()
-            }
-            try pollDueSessions()
-            escalateAborts()
-            if options.exitWhenIdle, sessions.isEmpty, aborts.isEmpty, !wantClaim, try store.activeTaskIDs(parentID: nil).isEmpty {
-                try store.setWorkerState(workerID, .stopped, reason: "nothing left to do")
-                log.event("stopped", "nothing left to do; worker stopped")
-                return
-            }
-            if !wantClaim { sleepUntilNextWake() }
+        }
+    }
+
+    struct Timers {
+        var nextHeartbeat: Int64
+        var nextMaintenance: Int64
+        var nextReap: Int64
+        init(now: Int64, settings: Settings, reapIntervalMs: Int64) {
+            nextHeartbeat = now + settings.heartbeatIntervalMs
+            nextMaintenance = now
+            nextReap = now + reapIntervalMs
+        }
+    }
+
+    /// One pass of the loop; returns true when the worker should exit.
+    func tick(_ timers: inout Timers) throws -> Bool {
+        if try handleSignals() { return true }
+        let now = monotonic
+        collectExitedChildren()
+        if now >= timers.nextHeartbeat {
+            timers.nextHeartbeat = now + settings.heartbeatIntervalMs
+            if try store.heartbeat(workerID: workerID) == .lost { try loseOwnership() }
+        }
+        let version = try store.connection.dataVersion()
+        let changed = version != lastDataVersion
+        lastDataVersion = version
+        if changed { try applyCancelRequests() }
+        if now >= timers.nextMaintenance {
+            timers.nextMaintenance = now + pollIntervalMs
+            try checkDatabaseIsStillThere()
+            try maintenance()
+            wantClaim = true
+        }
+        if now >= timers.nextReap || (changed && now >= timers.nextReap - reapIntervalMs + 1000) {
+            timers.nextReap = now + reapIntervalMs
+            reapDeadWorkers()
+        }
+        if !stopping && (changed || wantClaim) {
+            wantClaim = false
+            try claimAndStart()
+        }
+        try pollDueSessions()
+        escalateAborts()
+        if options.exitWhenIdle, sessions.isEmpty, aborts.isEmpty, !wantClaim, try store.activeTaskIDs(parentID: nil).isEmpty {
+            try store.setWorkerState(workerID, .stopped, reason: "nothing left to do")
+            log.event("stopped", "nothing left to do; worker stopped")
+            return true
+        }
+        if !wantClaim { sleepUntilNextWake() }
+        return false
+    }
+
+    /// The (device, inode) of a file, to notice it being deleted or replaced.
+    static func fileIdentity(_ path: String) -> (UInt64, UInt64)? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
+
+    func checkDatabaseIsStillThere() throws {
+        guard let expected = databaseIdentity else { return }
+        let current = Self.fileIdentity(store.path)
+        guard let current, current == expected else {
+            let what = current == nil ? "deleted" : "replaced by another file"
+            log.event("stopped", "the database file \(store.path) was \(what) while this worker ran; stopping")
+            throw BGQError.database("the database file \(store.path) was \(what) while this worker ran: the worker stopped (its agent processes keep running). Start workers on the database you mean to use")
         }
     }
 

@@ -39,6 +39,7 @@ public enum Database {
             try checkIdentity(connection)
             try configure(connection)
             try migrate(connection)
+            try applyTestingPageLimit(connection)
         } catch let error as SQLiteError where !create && (error.isReadOnly || error.isCantOpen) {
             // A WAL database in a directory this user cannot write: SQLite cannot make its -shm file.
             // Commands that only read open it as immutable (no locks, no writes) instead.
@@ -72,6 +73,14 @@ public enum Database {
             return value
         }
         return 5000
+    }
+
+    /// A cap on the database's size in pages, for testing what happens when the disk fills up
+    /// (`BGQ_MAX_PAGE_COUNT`; see https://www.sqlite.org/pragma.html#pragma_max_page_count).
+    static func applyTestingPageLimit(_ connection: Connection) throws {
+        if let text = ProcessInfo.processInfo.environment["BGQ_MAX_PAGE_COUNT"], let pages = Int(text), pages > 0 {
+            _ = try connection.queryFirst("PRAGMA max_page_count = \(pages)") { $0.int(0) }
+        }
     }
 
     /// Refuses a file that is not a SQLite database, not bgq's, or written by a newer bgq. Reads only.
@@ -152,19 +161,19 @@ public enum Database {
             return .database("\(path) is corrupt (\(error.message)); it was left untouched: restore it from a backup, or move it away to start afresh")
         }
         if error.isBusy {
-            return .database("\(path) is locked by another process (waited \(defaultBusyTimeout()) ms and retried); try again, or raise BGQ_BUSY_TIMEOUT_MS")
+            return .databaseUnavailable("\(path) is locked by another process (waited \(defaultBusyTimeout()) ms and retried); try again, or raise BGQ_BUSY_TIMEOUT_MS")
         }
         if error.isReadOnly {
             return .database("\(path) is read-only, so this command cannot write to it: check the permissions of the file and its directory")
         }
         if error.isFull {
-            return .database("the disk holding \(path) is full (\(error.message)); nothing was written: free some space and try again")
+            return .databaseUnavailable("the disk holding \(path) is full (\(error.message)); nothing was written: free some space and try again")
         }
         if error.isCantOpen {
             return .database("cannot open \(path) (\(error.message)): check that the directory exists and is writable")
         }
         if error.isIOError {
-            return .database("I/O error on \(path) (\(error.message), code \(error.extendedCode)); nothing more was written")
+            return .databaseUnavailable("I/O error on \(path) (\(error.message), code \(error.extendedCode)); nothing more was written")
         }
         return .database("database error on \(path): \(error.message) (SQLite code \(error.extendedCode))")
     }
