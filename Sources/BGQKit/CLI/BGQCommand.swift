@@ -45,12 +45,17 @@ public struct BGQCommand: ParsableCommand {
             Foundation.exit(error.rawValue)
         } catch {
             let code = exitCode(for: error)
-            let message = fullMessage(for: error)
             if code == .success {
-                print(message)
+                print(fullMessage(for: error))
                 Foundation.exit(ExitStatus.success)
             }
-            printError(message)
+            // One line: what is wrong, and where the help is (ArgumentParser's own text spans several).
+            let full = fullMessage(for: error)
+            let hint = full.split(separator: "\n").first { $0.contains("See '") }
+                .map { " (" + $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "See ", with: "see ") + ")" } ?? ""
+            var text = message(for: error).split(separator: "\n").first.map(String.init) ?? full
+            if text.hasPrefix("Error: ") { text.removeFirst(7) }
+            printError("bgq: " + text + hint)
             Foundation.exit(ExitStatus.usage)
         }
     }
