@@ -78,6 +78,7 @@ public final class Worker {
     /// the worker logs it, backs off and tries again, and its sessions keep running meanwhile. A
     /// database file that was deleted or replaced stops the worker with an error.
     public func run() throws {
+        WakeUp.prepare()
         StopSignals.install()
         ProcessSupport.markInheritedDescriptorsCloseOnExec()
         try register()
@@ -181,7 +182,7 @@ public final class Worker {
         let now = monotonic
         let nextPoll = sessions.values.map(\.nextPollMonotonic).min() ?? Int64.max
         let wait = max(1, min(options.wakeIntervalMs, nextPoll - now))
-        usleep(useconds_t(wait * 1000))
+        WakeUp.sleep(milliseconds: wait)
     }
 
     /// Settings may change while the worker runs; the queued TTL is enforced by whoever notices first.
