@@ -164,3 +164,35 @@ import Testing
         #expect(text.contains("locked"), "the worker says why it waits: \(text)")
     }
 }
+
+/// Timeouts use monotonic time: a jump of the wall clock neither fires nor delays them.
+@Suite(.serialized) struct ClockJumpTests {
+    @Test func aWallClockJumpDoesNotTimeOutARunningTask() throws {
+        let db = TempDatabase()
+        let clock = ManualClock(SystemClock().now())
+        let store = try db.store(clock: clock)
+        try store.setSetting("poll_interval_ms", "100")
+        _ = try store.enqueue([NewTask(description: "long", prompt: "sleep 30", agent: "shell")])
+        var options = WorkerOptions(name: "clock-test")
+        options.wakeIntervalMs = 1
+        let worker = Worker(store: store, options: options, clock: clock)
+        try worker.register()
+        var timers = Worker.Timers(now: clock.monotonicMilliseconds(), settings: try store.settings(), reapIntervalMs: 1000)
+        _ = try worker.tick(&timers)
+        let task = try #require(try store.listTasks(TaskFilter()).first)
+        #expect(task.status == .running)
+        defer { if let pid = task.run.pid ?? (try? store.task(id: task.id))?.run.pid { ProcessSupport.signalGroup(pid, SIGKILL) } }
+
+        // The wall clock jumps two hours ahead (NTP, a suspended VM): nothing times out.
+        clock.current = clock.current + 2 * 3_600_000
+        for _ in 0..<3 { _ = try worker.tick(&timers) }
+        #expect(try store.task(id: task.id)?.status == .running, "a wall-clock jump must not fire the 30-minute TTL")
+
+        // Thirty minutes of real (monotonic) time do.
+        clock.advance(milliseconds: 30 * 60_000 + 1000)
+        for _ in 0..<3 { _ = try worker.tick(&timers) }
+        let ended = try #require(try store.task(id: task.id))
+        #expect(ended.status == .error)
+        #expect(ended.error == "Task timed out after 30 minutes")
+    }
+}
