@@ -1,0 +1,100 @@
+import Foundation
+
+/// What `bgq stats` reports.
+public struct QueueStats: Sendable {
+    public struct KeyBusy: Sendable { public var key: String; public var tasks: Int; public var busyMs: Int64; public var limit: Int }
+    public struct Durations: Sendable { public var agent: String; public var model: String; public var count: Int; public var p50Ms: Int64; public var p95Ms: Int64 }
+    public var windowStart: Instant?
+    public var now: Instant
+    public var byStatus: [TaskStatus: Int]
+    public var keys: [KeyBusy]
+    public var durations: [Durations]
+    public var errors: [(reason: String, count: Int)]
+}
+
+/// What `bgq prune` removed (or would remove).
+public struct PruneResult: Sendable {
+    public var tasks: Int
+    public var sessions: Int
+    public var runDirectories: Int
+}
+
+extension SQLiteStore {
+    /// Counts, per-key slot use, durations by agent and model, and errors by reason, for tasks
+    /// created (counts) or finished (the rest) since `since` (everything when nil).
+    public func stats(since: Instant?) throws -> QueueStats {
+        try read {
+            let from = since?.iso8601 ?? ""
+            var byStatus: [TaskStatus: Int] = [:]
+            _ = try connection.query("SELECT status, count(*) FROM tasks WHERE created_at >= ? GROUP BY status", [.text(from)]) { row in
+                if let status = TaskStatus(rawValue: row.text(0)) { byStatus[status] = row.int(1) }
+            }
+            let limits = try loadLimits()
+            let keys = try connection.query("""
+                SELECT concurrency_key, min(model_key), count(*),
+                       sum(CAST(round((julianday(finished_at) - julianday(started_at)) * 86400000) AS INTEGER))
+                FROM tasks WHERE finished_at >= ? AND started_at IS NOT NULL AND concurrency_key IS NOT NULL
+                GROUP BY concurrency_key ORDER BY 4 DESC
+                """, [.text(from)]) { row in
+                QueueStats.KeyBusy(key: row.text(0), tasks: row.int(2), busyMs: row.int64(3), limit: limits.concurrencyKey(modelKey: row.text(1)).limit)
+            }
+            var samples: [String: (agent: String, model: String, values: [Int64])] = [:]
+            _ = try connection.query("""
+                SELECT agent, coalesce(model, '-'), CAST(round((julianday(finished_at) - julianday(started_at)) * 86400000) AS INTEGER)
+                FROM tasks WHERE status = 'completed' AND finished_at >= ? AND started_at IS NOT NULL
+                """, [.text(from)]) { row in
+                let key = row.text(0) + "\u{0}" + row.text(1)
+                samples[key, default: (row.text(0), row.text(1), [])].values.append(row.int64(2))
+            }
+            let durations = samples.values.map { entry -> QueueStats.Durations in
+                let sorted = entry.values.sorted()
+                func percentile(_ p: Double) -> Int64 { sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)] }
+                return QueueStats.Durations(agent: entry.agent, model: entry.model, count: sorted.count, p50Ms: percentile(0.5), p95Ms: percentile(0.95))
+            }.sorted { ($0.count, $0.agent) > ($1.count, $1.agent) }
+            let errors = try connection.query("""
+                SELECT substr(error, 1, coalesce(nullif(instr(error, char(10)), 0) - 1, 200)) AS reason, count(*)
+                FROM tasks WHERE status IN ('error', 'cancelled') AND finished_at >= ? AND error IS NOT NULL
+                GROUP BY reason ORDER BY 2 DESC LIMIT 10
+                """, [.text(from)]) { (reason: $0.text(0), count: $0.int(1)) }
+            let firstStart = try connection.queryFirst("SELECT min(started_at) FROM tasks") { Self.instant($0, 0) } ?? nil
+            let start = since ?? firstStart
+            return QueueStats(windowStart: start, now: now, byStatus: byStatus, keys: keys, durations: durations, errors: errors)
+        }
+    }
+
+    /// Deletes finished tasks older than `olderThan` (by finished_at) in the given states, with their
+    /// events, messages, sessions no other task uses, and run logs. In batches, so writers keep going.
+    public func prune(olderThan cutoff: Instant, statuses: [TaskStatus], dryRun: Bool) throws -> PruneResult {
+        let wanted = statuses.isEmpty ? [TaskStatus.completed, .error, .cancelled] : statuses.filter(\.isTerminal)
+        let placeholders = wanted.map { _ in "?" }.joined(separator: ", ")
+        let arguments: [SQLValue] = [.text(cutoff.iso8601)] + wanted.map { .text($0.rawValue) }
+        if dryRun {
+            let tasks = try read {
+                try connection.queryFirst("SELECT count(*) FROM tasks WHERE finished_at < ? AND status IN (\(placeholders))", arguments) { $0.int(0) } ?? 0
+            }
+            return PruneResult(tasks: tasks, sessions: 0, runDirectories: 0)
+        }
+        var result = PruneResult(tasks: 0, sessions: 0, runDirectories: 0)
+        while true {
+            let batch = try write { () -> [(id: String, runDir: String?)] in
+                let rows = try connection.query("""
+                    SELECT id, run_dir FROM tasks WHERE finished_at < ? AND status IN (\(placeholders)) LIMIT 1000
+                    """, arguments) { (id: $0.text(0), runDir: $0.optionalText(1)) }
+                for row in rows {
+                    try connection.run("DELETE FROM tasks WHERE id = ?", [.text(row.id)])
+                }
+                result.sessions += try connection.run("""
+                    DELETE FROM sessions WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.session_id = sessions.id)
+                    """)
+                return rows
+            }
+            result.tasks += batch.count
+            for row in batch {
+                let directory = row.runDir ?? ""
+                if !directory.isEmpty, (try? FileManager.default.removeItem(atPath: directory)) != nil { result.runDirectories += 1 }
+            }
+            if batch.count < 1000 { break }
+        }
+        return result
+    }
+}
