@@ -146,38 +146,33 @@ extension SQLiteStore {
 
     /// Resolves what a person typed (a full id or any unique prefix, with or without `bg_`) to one task id.
     public func resolveTaskID(_ text: String) throws -> String {
-        guard let prefix = Identifier.taskPrefix(from: text) else {
-            throw BGQError.notFound("Task not found: \(text.prefix(80)) (task ids look like bg_1a2b3c4d; `bgq list` shows them)")
-        }
-        // GLOB with a literal hex prefix uses the unique index on id.
-        let matches = try read {
-            try connection.query("SELECT id FROM tasks WHERE id GLOB ? ORDER BY id LIMIT 11", [.text(prefix + "*")]) { $0.text(0) }
-        }
-        switch matches.count {
-        case 0:
-            throw BGQError.notFound("Task not found: \(prefix) (in \(path); `bgq list` shows the tasks there)")
-        case 1:
-            return matches[0]
-        default:
-            let shown = matches.prefix(10).joined(separator: ", ")
-            let more = matches.count > 10 ? " and more" : ""
-            throw BGQError.usage("task id prefix '\(prefix)' is ambiguous: it matches \(shown)\(more); type more characters")
-        }
+        try resolveID(text, prefix: Identifier.taskPrefix(from: text), table: "tasks", kind: "Task",
+                      example: "task ids look like bg_1a2b3c4d; `bgq list` shows them")
     }
 
     /// Resolves a session id or unique prefix.
     public func resolveSessionID(_ text: String) throws -> String {
-        guard let prefix = Identifier.sessionPrefix(from: text) else {
-            throw BGQError.notFound("Session not found: \(text.prefix(80)) (session ids look like ses_1a2b3c4d5e6f; `bgq show` prints a task's session)")
+        try resolveID(text, prefix: Identifier.sessionPrefix(from: text), table: "sessions", kind: "Session",
+                      example: "session ids look like ses_1a2b3c4d5e6f; `bgq show` prints a task's session")
+    }
+
+    /// One id for a unique prefix, as git resolves commits: none is "not found", several list the matches.
+    /// The prefix is checked to be hex before it reaches SQL, and GLOB with a literal prefix uses the index.
+    func resolveID(_ text: String, prefix: String?, table: String, kind: String, example: String) throws -> String {
+        guard let prefix else {
+            throw BGQError.notFound("\(kind) not found: \(text.prefix(80)) (\(example))")
         }
         let matches = try read {
-            try connection.query("SELECT id FROM sessions WHERE id GLOB ? ORDER BY id LIMIT 11", [.text(prefix + "*")]) { $0.text(0) }
+            try connection.query("SELECT id FROM \(table) WHERE id GLOB ? ORDER BY id LIMIT 11", [.text(prefix + "*")]) { $0.text(0) }
         }
         switch matches.count {
-        case 0: throw BGQError.notFound("Session not found: \(prefix) (in \(path))")
-        case 1: return matches[0]
+        case 0:
+            throw BGQError.notFound("\(kind) not found: \(prefix) (in \(path); \(example))")
+        case 1:
+            return matches[0]
         default:
-            throw BGQError.usage("session id prefix '\(prefix)' is ambiguous: it matches \(matches.prefix(10).joined(separator: ", ")); type more characters")
+            let more = matches.count > 10 ? " and more" : ""
+            throw BGQError.usage("\(kind.lowercased()) id prefix '\(prefix)' is ambiguous: it matches \(matches.prefix(10).joined(separator: ", "))\(more); type more characters")
         }
     }
 
