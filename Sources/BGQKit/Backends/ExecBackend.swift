@@ -27,7 +27,7 @@ public final class ExecBackend: SessionBackend {
 
     public func start(_ request: StartRequest) throws -> SessionStart {
         let task = request.task
-        let directory = "\(request.runsDirectory)/\(task.id).\(task.attempt)"
+        let directory = Self.runDirectory(runsDirectory: request.runsDirectory, task: task)
         try PrivateFiles.makeDirectory(request.runsDirectory)
         try PrivateFiles.makeDirectory(directory)
         let agent = request.agent
@@ -72,6 +72,35 @@ public final class ExecBackend: SessionBackend {
         return SessionStart(sessionID: request.sessionID, backend: "exec", externalID: request.resumeExternalID, run: run)
     }
 
+    /// Where one attempt's files live: known from the task alone, so a reaper can look there even when
+    /// the worker died before it recorded the session.
+    public static func runDirectory(runsDirectory: String, task: TaskRecord) -> String {
+        "\(runsDirectory)/\(task.id).\(task.attempt)"
+    }
+
+    /// A session that was started but never recorded (its worker died between spawning the agent and
+    /// writing the start): found by the task id and attempt in the agent's environment, or by the exit
+    /// file it left. Nil when nothing was started, so the task can safely run again.
+    public func findUnrecordedSession(_ task: TaskRecord, runsDirectory: String, host: String) -> TaskRecord.RunHandle? {
+        let directory = Self.runDirectory(runsDirectory: runsDirectory, task: task)
+        var run = TaskRecord.RunHandle()
+        run.host = host
+        run.directory = directory
+        let wanted = ["BGQ_TASK_ID=\(task.id)", "BGQ_ATTEMPT=\(task.attempt)"]
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let pid = Int32(entry), getpgid(pid) == pid,
+                  let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
+            let variables = Set(environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
+            if wanted.allSatisfy(variables.contains) {
+                run.pid = pid
+                run.pidStart = ProcessSupport.stat(pid: pid)?.start
+                return run
+            }
+        }
+        return readExitFile(run) != nil ? run : nil
+    }
+
     /// The process's status: running, or ended with the code the wrapper (or waitpid) recorded.
     func status(_ session: ActiveSession) -> SessionStatus {
         let run = session.task.run
@@ -81,7 +110,11 @@ public final class ExecBackend: SessionBackend {
             case .signaled(let signal): return .ended(exitCode: nil, detail: "killed by signal \(signal)")
             }
         }
-        guard let pid = run.pid else { return .ended(exitCode: nil, detail: "the agent process was never started") }
+        guard let pid = run.pid else {
+            // Found by its exit file after its worker died unrecorded: it ran and ended.
+            if let code = readExitFile(run) { return .ended(exitCode: code, detail: nil) }
+            return .ended(exitCode: nil, detail: "the agent process was never started")
+        }
         if ProcessSupport.isRunning(pid: pid, start: run.pidStart) { return .busy }
         if let code = readExitFile(run) { return .ended(exitCode: code, detail: nil) }
         if let exit = reapedExits[pid] {
@@ -199,9 +232,9 @@ public final class ExecBackend: SessionBackend {
     }
 
     public func adoptionCheck(_ task: TaskRecord, host: String) -> AdoptionCheck {
-        guard let pid = task.run.pid else { return .gone }
+        guard task.run.pid != nil || task.run.directory != nil else { return .gone }
         guard task.run.host == host else { return .unknown }
-        if ProcessSupport.isRunning(pid: pid, start: task.run.pidStart) { return .adoptable }
+        if let pid = task.run.pid, ProcessSupport.isRunning(pid: pid, start: task.run.pidStart) { return .adoptable }
         return readExitFile(task.run) != nil ? .adoptable : .gone
     }
 }

@@ -31,13 +31,22 @@ extension Worker {
             }
             return
         }
-        if preset.backend == .exec && task.run.pid == nil {
-            // Claimed, but the worker died before the session started: nothing ran, so run it now.
-            if try store.resolveOrphan(task, deadWorkerID: owner, outcome: .requeued(reason: "worker \(owner) lost before the session started", delayMs: 0)) == .owned {
-                log.event("pending", task: task.id, "running → pending: worker \(owner) lost before the session started")
-                wantClaim = true
+        var task = task
+        if preset.backend == .exec && task.run.pid == nil && task.run.directory == nil {
+            // The worker died after claiming. If it had already started the agent (but not recorded it),
+            // record the session now and adopt it; only a task whose agent never started runs again.
+            guard let run = exec.findUnrecordedSession(task, runsDirectory: store.runsDirectory, host: host) else {
+                if try store.resolveOrphan(task, deadWorkerID: owner, outcome: .requeued(reason: "worker \(owner) lost before the session started", delayMs: 0)) == .owned {
+                    log.event("pending", task: task.id, "running → pending: worker \(owner) lost before the session started")
+                    wantClaim = true
+                }
+                return
             }
-            return
+            let start = SessionStart(sessionID: task.sessionID ?? Identifier.newSessionID(), backend: "exec", externalID: nil, run: run)
+            guard try store.recordSessionStart(task, workerID: owner, start: start) == .owned else { return }
+            task.sessionID = start.sessionID
+            task.run = run
+            log.event("found", task: task.id, "worker \(owner) died before recording its session; found the agent (\(run.pid.map { "pid \($0)" } ?? "its exit file")), adopting it")
         }
         switch backend.adoptionCheck(task, host: host) {
         case .adoptable:

@@ -24,6 +24,11 @@ extension Worker {
             return
         }
         guard !claimed.isEmpty else { return }
+        // Paused since the claim for long enough to be declared dead? Then others own these tasks now:
+        // starting them here would run them twice. (A fresh heartbeat proves this worker is still alive.)
+        if monotonic - lastHeartbeatMonotonic > settings.leaseTimeoutMs / 2, try !heartbeat() {
+            return
+        }
         registry = AgentRegistry(userAgents: try store.userAgents())
         var started: [(task: TaskRecord, start: SessionStart)] = []
         var failed: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)] = []

@@ -42,6 +42,9 @@ public final class Worker {
     var stopping = false
     var handledSignals = 0
     var databaseIdentity: (UInt64, UInt64)?
+    /// When the last heartbeat was written (monotonic): a worker whose heartbeat is old may have been
+    /// declared dead, so it checks before starting anything.
+    var lastHeartbeatMonotonic: Int64 = 0
 
     struct PendingAbort {
         var task: TaskRecord
@@ -68,6 +71,7 @@ public final class Worker {
         settings = try store.settings()
         registry = AgentRegistry(userAgents: try store.userAgents())
         workerID = try store.registerWorker(name: options.name, host: host, pid: getpid(), maxSessions: options.maxSessions)
+        lastHeartbeatMonotonic = monotonic
         log.workerID = workerID
         log.event("started", "worker started (name \(options.name), pid \(getpid()), host \(host), max sessions \(options.maxSessions), poll \(pollIntervalMs) ms, db \(store.path))")
     }
@@ -128,7 +132,7 @@ public final class Worker {
         collectExitedChildren()
         if now >= timers.nextHeartbeat {
             timers.nextHeartbeat = now + settings.heartbeatIntervalMs
-            if try store.heartbeat(workerID: workerID) == .lost { try loseOwnership() }
+            try heartbeat()
         }
         let version = try store.connection.dataVersion()
         let changed = version != lastDataVersion
@@ -224,6 +228,18 @@ public final class Worker {
         try store.setWorkerState(workerID, .stopped, reason: "\(name): \(sessions.count) session(s) handed over for adoption")
         log.event("stopped", "\(name): worker stopped; \(sessions.count) running session(s) handed over for adoption")
         escalateAbortsUntilDone()
+        return true
+    }
+
+    /// Writes the heartbeat; a lost row means this worker was declared dead meanwhile. Returns false then.
+    @discardableResult
+    func heartbeat() throws -> Bool {
+        let before = monotonic
+        guard try store.heartbeat(workerID: workerID) == .owned else {
+            try loseOwnership()
+            return false
+        }
+        lastHeartbeatMonotonic = before
         return true
     }
 

@@ -107,6 +107,8 @@ public enum Database {
         // SQLite with SECURE_DELETE on, which zero-fills every page and cost ~10% of enqueue speed).
         // See https://www.sqlite.org/pragma.html#pragma_secure_delete
         try connection.execute("PRAGMA secure_delete = FAST")
+        // 16 MB of page cache: a 10,000-task batch no longer spills pages into the WAL mid-transaction.
+        try connection.execute("PRAGMA cache_size = -16000")
         var mode = ""
         var attempt = 0
         while true {

@@ -61,12 +61,14 @@ extension SQLiteStore {
             let stamp = now
             let limits = try loadLimits()
 
-            // The distinct model keys with pending tasks: a loose index scan over the partial index.
+            // The distinct model keys with pending tasks: a loose index scan over the partial index (named,
+            // because without ANALYZE statistics SQLite picked tasks_status and read every pending row).
             let modelKeys = try connection.query("""
                 WITH RECURSIVE k(key) AS (
-                    SELECT (SELECT min(model_key) FROM tasks WHERE status = 'pending')
+                    SELECT (SELECT min(model_key) FROM tasks INDEXED BY tasks_claim WHERE status = 'pending')
                     UNION ALL
-                    SELECT (SELECT min(model_key) FROM tasks WHERE status = 'pending' AND model_key > k.key) FROM k WHERE k.key IS NOT NULL
+                    SELECT (SELECT min(model_key) FROM tasks INDEXED BY tasks_claim WHERE status = 'pending' AND model_key > k.key)
+                    FROM k WHERE k.key IS NOT NULL
                 ) SELECT key FROM k WHERE key IS NOT NULL
                 """) { $0.text(0) }
             guard !modelKeys.isEmpty else { return [] }
@@ -85,7 +87,7 @@ extension SQLiteStore {
                 groups[key.name, default: (key, [])].modelKeys.append(modelKey)
             }
             let pick = try connection.cached("""
-                SELECT seq, priority FROM tasks
+                SELECT seq, priority FROM tasks INDEXED BY tasks_claim
                 WHERE status = 'pending' AND model_key = ? AND (run_after IS NULL OR run_after <= ?)
                   AND (continues_session = 0 OR NOT EXISTS (
                         SELECT 1 FROM tasks AS other WHERE other.session_id = tasks.session_id AND other.status = 'running'))
