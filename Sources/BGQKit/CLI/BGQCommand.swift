@@ -81,7 +81,8 @@ public struct DatabaseOptions: ParsableArguments {
     public var path: String { DatabaseLocation.resolve(explicit: db) }
 
     /// Opens the store; `create: false` for commands that only read (a missing file is then reported, not made).
-    public func openStore(create: Bool = true) throws -> SQLiteStore {
+    /// The one place that chooses the engine: SQLite, the embedded default.
+    public func openStore(create: Bool = true) throws -> any QueueStore {
         try SQLiteStore(path: path, create: create)
     }
 

@@ -107,7 +107,7 @@ enum TaskInput {
     }
 
     static func make(prompt: String, agent: String?, model: String?, description: String?, parent: String?, priority: Int,
-                     session: String?, retries: Int, registry: AgentRegistry, store: SQLiteStore) throws -> NewTask {
+                     session: String?, retries: Int, registry: AgentRegistry, store: any QueueStore) throws -> NewTask {
         guard prompt.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else {
             throw BGQError.usage("the prompt is empty: say what the agent should do")
         }
@@ -141,7 +141,7 @@ enum TaskInput {
     static let jsonlFields: Set<String> = ["prompt", "agent", "model", "description", "parent", "priority", "session", "retries"]
 
     /// One task per non-empty line; the first bad line fails the whole batch, naming its number.
-    static func parseJSONL(_ text: String, registry: AgentRegistry, store: SQLiteStore) throws -> [NewTask] {
+    static func parseJSONL(_ text: String, registry: AgentRegistry, store: any QueueStore) throws -> [NewTask] {
         var tasks: [NewTask] = []
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = String(line.trimmingASCIIWhitespace)

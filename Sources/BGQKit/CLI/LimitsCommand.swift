@@ -111,7 +111,7 @@ extension BGQCommand {
 
         func run() throws {
             let store = try database.openStore()
-            let (scope, name): (SQLiteStore.LimitScope, String) = model.map { (.model, $0) } ?? provider.map { (.provider, $0) } ?? (.default, "")
+            let (scope, name): (LimitScope, String) = model.map { (.model, $0) } ?? provider.map { (.provider, $0) } ?? (.default, "")
             let removed = try store.unsetLimit(scope, name: name)
             guard removed || scope == .default else {
                 throw BGQError.notFound("no \(scope.rawValue) limit for '\(name)' (`bgq limits` lists them)")

@@ -31,18 +31,18 @@ extension BGQCommand {
         func run() throws {
             let store = try database.openStore(create: false)
             let id = try store.resolveTaskID(self.id)
-            var task = try store.taskOrThrow(id: id)
+            var task = try store.requireTask(id: id)
             var timedOut = false
             if block && !task.status.isTerminal {
                 let deadline = store.clock.monotonicMilliseconds() + Int64(timeout * 1000)
-                var version = try store.connection.dataVersion()
+                var version = try store.changeCounter()
                 while !task.status.isTerminal {
                     if store.clock.monotonicMilliseconds() >= deadline { timedOut = true; break }
                     usleep(50_000)
-                    let current = try store.connection.dataVersion()
+                    let current = try store.changeCounter()
                     if current != version {
                         version = current
-                        task = try store.taskOrThrow(id: id)
+                        task = try store.requireTask(id: id)
                     }
                 }
             }
@@ -111,13 +111,13 @@ extension BGQCommand {
             if !requested.isEmpty && wait > 0 {
                 let deadline = store.clock.monotonicMilliseconds() + Int64(wait * 1000)
                 while store.clock.monotonicMilliseconds() < deadline {
-                    let pendingIDs = try requested.filter { try store.taskOrThrow(id: $0).status == .running }
+                    let pendingIDs = try requested.filter { try store.requireTask(id: $0).status == .running }
                     if pendingIDs.isEmpty { break }
                     usleep(50_000)
                 }
                 outcomes = try outcomes.map { outcome in
                     if case .requested(let task) = outcome {
-                        let now = try store.taskOrThrow(id: task.id)
+                        let now = try store.requireTask(id: task.id)
                         return now.status == .running ? .requested(now) : .cancelled(now)
                     }
                     return outcome

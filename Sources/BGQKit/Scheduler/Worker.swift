@@ -25,7 +25,7 @@ public struct WorkerOptions: Sendable {
 /// after a local completion or a change seen in the database, so a freed slot is handed off in
 /// milliseconds without busy polling.
 public final class Worker {
-    let store: SQLiteStore
+    let store: any QueueStore
     let clock: Clock
     var options: WorkerOptions
     let log: WorkerLog
@@ -52,7 +52,7 @@ public final class Worker {
         var dueMonotonic: Int64
     }
 
-    public init(store: SQLiteStore, options: WorkerOptions, clock: Clock = SystemClock(), environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(store: any QueueStore, options: WorkerOptions, clock: Clock = SystemClock(), environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.store = store
         self.options = options
         self.clock = clock
@@ -134,7 +134,7 @@ public final class Worker {
             timers.nextHeartbeat = now + settings.heartbeatIntervalMs
             try heartbeat()
         }
-        let version = try store.connection.dataVersion()
+        let version = try store.changeCounter()
         let changed = version != lastDataVersion
         lastDataVersion = version
         if changed { try applyCancelRequests() }

@@ -20,8 +20,6 @@ extension SQLiteStore {
         return limits
     }
 
-    public enum LimitScope: String, Sendable { case model, provider, `default` }
-
     /// Sets a limit (0 = unlimited). Takes effect for the next claim of every worker.
     public func setLimit(_ scope: LimitScope, name: String, value: Int) throws {
         try write {
