@@ -13,6 +13,7 @@ struct StateMachinePropertyTests {
         case enqueue(count: Int, model: Int, priority: Int)
         case registerWorker
         case claim(worker: Int, capacity: Int)
+        case poll(running: Int, byOwner: Bool)
         case complete(running: Int)
         case fail(running: Int)
         case requeue(running: Int)
@@ -29,6 +30,7 @@ struct StateMachinePropertyTests {
             case .enqueue(let c, let m, let p): "enqueue(\(c) on m\(m), priority \(p))"
             case .registerWorker: "registerWorker"
             case .claim(let w, let c): "claim(worker #\(w), capacity \(c))"
+            case .poll(let r, let owner): "poll(running #\(r), \(owner ? "by its owner" : "by another worker"))"
             case .complete(let r): "complete(running #\(r))"
             case .fail(let r): "fail(running #\(r))"
             case .requeue(let r): "requeue(running #\(r))"
@@ -48,7 +50,7 @@ struct StateMachinePropertyTests {
         func pick(_ n: Int) -> Int { Int(random.next() % UInt64(n)) }
         var operations: [Operation] = [.registerWorker, .registerWorker]
         for _ in 0..<count {
-            switch pick(20) {
+            switch pick(22) {
             case 0...2: operations.append(.enqueue(count: 1 + pick(4), model: pick(3), priority: pick(3) - 1))
             case 3: operations.append(.registerWorker)
             case 4...7: operations.append(.claim(worker: pick(6), capacity: 1 + pick(5)))
@@ -61,6 +63,7 @@ struct StateMachinePropertyTests {
             case 15: operations.append(.reap(byWorker: pick(6), adopt: pick(2) == 0))
             case 16: operations.append(.setLimit(model: pick(3), limit: pick(4)))
             case 17: operations.append(.setProviderLimit(limit: pick(5)))
+            case 18, 19: operations.append(.poll(running: pick(10), byOwner: pick(4) != 0))
             default: operations.append(.advanceClock(seconds: 1 + pick(20)))
             }
         }
@@ -121,6 +124,22 @@ struct StateMachinePropertyTests {
                     }
                 } catch is WorkerLost {
                     if !declaredDead { return (step, "a worker not declared dead was told it was lost") }
+                }
+            case .poll(let r, let byOwner):
+                let tasks = try running()
+                guard !tasks.isEmpty else { break }
+                let task = tasks[r % tasks.count]
+                var progress = task.progress
+                progress.messageCount += 1
+                progress.lastMessage = "step \(step)"
+                let update = ProgressUpdate(progress: progress, logOffset: task.run.logOffset + 10, externalSessionID: nil, newMessages: [])
+                let writer = byOwner ? task.workerID! : "wrk_00000000"
+                let before = try store.task(id: task.id)
+                let ownership = try store.recordProgress([(task, update)], workerID: writer)[0]
+                if byOwner && ownership != .owned { return (step, "the owner of \(task.id) could not record its progress") }
+                if !byOwner {
+                    if ownership != .lost { return (step, "another worker recorded progress on \(task.id)") }
+                    if try store.task(id: task.id) != before { return (step, "a rejected progress write changed \(task.id)") }
                 }
             case .complete(let r), .fail(let r), .requeue(let r):
                 let tasks = try running()
