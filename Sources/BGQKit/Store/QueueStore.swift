@@ -57,6 +57,9 @@ public protocol QueueStore: AnyObject {
     func resolveOrphan(_ task: TaskRecord, deadWorkerID: String, outcome: TaskOutcome) throws -> Ownership
 
     // History
+    func events(after cursor: Int64, parentID: String?, limit: Int) throws -> [(event: TaskEvent, description: String)]
+    func latestEventID() throws -> Int64
+    func taskIDs(parentID: String) throws -> [String]
     func stats(since: Instant?) throws -> QueueStats
     func prune(olderThan cutoff: Instant, statuses: [TaskStatus], dryRun: Bool) throws -> PruneResult
 }

@@ -98,3 +98,28 @@ extension SQLiteStore {
         return result
     }
 }
+
+extension SQLiteStore {
+    /// Events after a cursor (the event id), oldest first, optionally only for one parent's tasks.
+    public func events(after cursor: Int64, parentID: String?, limit: Int) throws -> [(event: TaskEvent, description: String)] {
+        try read {
+            let filter = parentID == nil ? "" : "AND t.parent_id = ?"
+            let arguments: [SQLValue] = [.integer(cursor)] + (parentID.map { [SQLValue.text($0)] } ?? []) + [.int(limit)]
+            return try connection.query("""
+                SELECT e.id, e.task_id, e.at, e.from_status, e.to_status, e.worker_id, e.attempt, e.reason, t.description
+                FROM task_events e JOIN tasks t ON t.id = e.task_id
+                WHERE e.id > ? \(filter) ORDER BY e.id LIMIT ?
+                """, arguments) { (Self.event($0), $0.text(8)) }
+        }
+    }
+
+    /// The newest event id (0 when there is none): where `bgq watch` starts by default.
+    public func latestEventID() throws -> Int64 {
+        try read { try connection.queryFirst("SELECT coalesce(max(id), 0) FROM task_events") { $0.int64(0) } ?? 0 }
+    }
+
+    /// Ids of the tasks of a parent, in enqueue order.
+    public func taskIDs(parentID: String) throws -> [String] {
+        try read { try connection.query("SELECT id FROM tasks WHERE parent_id = ? ORDER BY seq", [.text(parentID)]) { $0.text(0) } }
+    }
+}

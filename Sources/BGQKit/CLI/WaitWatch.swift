@@ -1,0 +1,170 @@
+import ArgumentParser
+import Foundation
+
+extension BGQCommand {
+    /// `bgq wait`: block until tasks end, with the original's notifications.
+    struct Wait: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Wait until tasks end, printing a notice as each ends and a summary at the end.",
+            discussion: """
+                Exit 0 when every task completed, 1 when any ended in error or was cancelled, 4 on timeout.
+                On a terminal a live line shows counts by status, running per key against its limit, and the time.
+
+                Examples:
+                  bgq wait bg_1a2b bg_3c4d
+                  bgq wait --parent ses_parent123 --timeout 600
+                  bgq wait --all
+                """)
+        @OptionGroup var database: DatabaseOptions
+        @Argument(help: "Task ids or unique prefixes.") var ids: [String] = []
+        @Option(help: "All tasks of this parent.") var parent: String?
+        @Flag(help: "Every task pending or running now.") var all = false
+        @Option(help: "Give up after this many seconds (default: wait forever).") var timeout: Double?
+
+        func validate() throws {
+            guard !ids.isEmpty || parent != nil || all else { throw ValidationError("name task ids, or pass --parent ID or --all") }
+            if let timeout { guard timeout.isFinite, timeout >= 0 else { throw ValidationError("--timeout must be a number of seconds") } }
+        }
+
+        func run() throws {
+            let store = try database.openStore(create: false)
+            var targets = try ids.map { try store.resolveTaskID($0) }
+            if let parent { targets += try store.taskIDs(parentID: parent) }
+            if all { targets += try store.activeTaskIDs(parentID: nil) }
+            var seen = Set<String>()
+            targets = targets.filter { seen.insert($0).inserted }
+            guard !targets.isEmpty else {
+                print("No task to wait for.")
+                return
+            }
+            let live = isatty(STDOUT_FILENO) == 1
+            let started = store.clock.monotonicMilliseconds()
+            let deadline = timeout.map { started + Int64($0 * 1000) }
+            var finished: [String: TaskRecord] = [:]
+            var version: Int64 = -1
+            var lastDraw: Int64 = 0
+            while true {
+                let current = try store.changeCounter()
+                if current != version {
+                    version = current
+                    for id in targets where finished[id] == nil {
+                        let task = try store.requireTask(id: id)
+                        guard task.status.isTerminal else { continue }
+                        finished[id] = task
+                        let clear = live ? "\r\u{1B}[K" : ""
+                        FileHandle.standardOutput.write(Data((clear + Self.notice(task, remaining: targets.count - finished.count) + "\n").utf8))
+                    }
+                }
+                if finished.count == targets.count { break }
+                let now = store.clock.monotonicMilliseconds()
+                if let deadline, now >= deadline {
+                    if live { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)) }
+                    print("Timeout exceeded (\(Int((timeout ?? 0) * 1000))ms). \(targets.count - finished.count) task(s) still in progress.")
+                    throw ExitCode(ExitStatus.timeout)
+                }
+                if live && now - lastDraw >= 500 {
+                    lastDraw = now
+                    let line = try Self.progressLine(store, targets: targets, finished: finished, elapsedMs: now - started)
+                    FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
+                }
+                usleep(100_000)
+            }
+            let tasks = targets.compactMap { finished[$0] }
+            print(Self.summary(tasks))
+            if tasks.contains(where: { $0.status != .completed }) { throw ExitCode(ExitStatus.failure) }
+        }
+
+        /// The original's per-task notification.
+        static func notice(_ task: TaskRecord, remaining: Int) -> String {
+            let duration = formatDuration(milliseconds: (task.finishedAt ?? task.createdAt) - (task.startedAt ?? task.createdAt))
+            var text = "[BACKGROUND TASK \(task.status == .completed ? "COMPLETED" : task.status == .error ? "FAILED" : "CANCELLED")]\n"
+            text += "Task ID: \(task.id)\nDescription: \(task.description)\nDuration: \(duration)\n"
+            if let error = task.error { text += "Error: \(error.split(separator: "\n").first.map(String.init) ?? error)\n" }
+            text += remaining == 0 ? "All tasks done.\n" : "\(remaining) task(s) still in progress.\n"
+            return text
+        }
+
+        /// The original's end-of-batch notification.
+        static func summary(_ tasks: [TaskRecord]) -> String {
+            var text = "[ALL BACKGROUND TASKS COMPLETE]\n\n| Task ID | Description | Status | Duration |\n|---------|-------------|--------|----------|\n"
+            for task in tasks {
+                let duration = formatDuration(milliseconds: (task.finishedAt ?? task.createdAt) - (task.startedAt ?? task.createdAt))
+                text += "| `\(task.id)` | \(Render.cell(task.description)) | \(task.status.rawValue) | \(duration) |\n"
+            }
+            let failed = tasks.filter { $0.status != .completed }.count
+            text += "\n\(tasks.count - failed) completed, \(failed) failed or cancelled. Use `bgq show <id>` for a result."
+            return text
+        }
+
+        static func progressLine(_ store: any QueueStore, targets: [String], finished: [String: TaskRecord], elapsedMs: Int64) throws -> String {
+            var counts: [TaskStatus: Int] = [:]
+            for id in targets {
+                let status = try finished[id]?.status ?? store.requireTask(id: id).status
+                counts[status, default: 0] += 1
+            }
+            let keys = try store.keyUsage().filter { $0.running > 0 }.prefix(4)
+                .map { "\($0.key) \($0.running)/\($0.limit == 0 ? "∞" : String($0.limit))" }.joined(separator: ", ")
+            let statusText = TaskStatus.allCases.compactMap { status in counts[status].map { "\($0) \(status.rawValue)" } }.joined(separator: ", ")
+            return "⏳ \(statusText)\(keys.isEmpty ? "" : " | running: \(keys)") | \(formatDuration(milliseconds: elapsedMs))"
+        }
+    }
+
+    /// `bgq watch`: every transition as it happens, from the event table.
+    struct Watch: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Follow every state transition as it happens (Ctrl-C to stop).",
+            discussion: """
+                Reads the event table with a cursor: nothing is missed or shown twice, whatever the workers do.
+                Starts at the newest event; --since 0 replays the whole history first.
+
+                Examples:
+                  bgq watch
+                  bgq watch --parent ses_parent123 --json
+                  bgq watch --since 1200
+                """)
+        @OptionGroup var database: DatabaseOptions
+        @Option(help: "Only tasks of this parent.") var parent: String?
+        @Option(help: "Start after this event id (0 = from the beginning).") var since: Int64?
+        @Flag(help: "One JSON object per line.") var json = false
+
+        func validate() throws {
+            if let since, since < 0 { throw ValidationError("--since takes an event id (0 or more)") }
+        }
+
+        func run() throws {
+            signal(SIGPIPE, SIG_DFL)
+            let store = try database.openStore(create: false)
+            var cursor = try since ?? store.latestEventID()
+            var version: Int64 = -1
+            while true {
+                let current = try store.changeCounter()
+                if current != version {
+                    version = current
+                    while true {
+                        let batch = try store.events(after: cursor, parentID: parent, limit: 500)
+                        var output = ""
+                        for (event, description) in batch {
+                            output += (json ? Self.json(event, description) : Self.line(event, description)) + "\n"
+                            cursor = event.id
+                        }
+                        // Written at once, unbuffered: a reader on a pipe sees each event as it happens.
+                        if !output.isEmpty { FileHandle.standardOutput.write(Data(output.utf8)) }
+                        if batch.count < 500 { break }
+                    }
+                }
+                usleep(100_000)
+            }
+        }
+
+        static func line(_ e: TaskEvent, _ description: String) -> String {
+            let from = e.from?.rawValue ?? "new"
+            let who = e.workerID.map { " [\($0), attempt \(e.attempt)]" } ?? ""
+            return "#\(e.id) \(e.at.iso8601) \(e.taskID) \(from) → \(e.to.rawValue)\(who) \(Render.truncate(description, 50))\(e.reason.map { ": \(Render.truncate($0, 120))" } ?? "")"
+        }
+
+        static func json(_ e: TaskEvent, _ description: String) -> String {
+            Render.jsonLine(["event": e.id, "task_id": e.taskID, "description": description, "at": e.at.iso8601, "from": e.from?.rawValue ?? NSNull(),
+                             "to": e.to.rawValue, "worker": e.workerID ?? NSNull(), "attempt": e.attempt, "reason": e.reason ?? NSNull()])
+        }
+    }
+}
