@@ -74,3 +74,26 @@ import Testing
         #expect(ids == stored, "every event once, in order")
     }
 }
+
+/// Long readers beside heavy writes never make the WAL grow without bound.
+@Suite(.serialized) struct WALGrowthTests {
+    @Test func theWALStaysBoundedWhileWatchReadsBesideHeavyWrites() throws {
+        let db = TempDatabase()
+        try BGQBinary.run(["enqueue", "--agent", "noop", "first"], db: db)
+        let watch = try BGQBinary.start(["watch", "--since", "0"], db: db)
+        defer { kill(watch.processIdentifier, SIGKILL); watch.waitUntilExit() }
+        let prompt = String(repeating: "x", count: 1000)
+        let batch = (0..<2000).map { #"{"agent":"noop","prompt":"\#(prompt) \#($0)"}"# }.joined(separator: "\n")
+        var largest: UInt64 = 0
+        for _ in 0..<50 {
+            let result = try BGQBinary.run(["enqueue", "--jsonl", "-"], db: db, stdin: batch)
+            #expect(result.status == 0)
+            let size = ((try? FileManager.default.attributesOfItem(atPath: db.path + "-wal"))?[.size] as? UInt64) ?? 0
+            largest = max(largest, size)
+        }
+        let database = ((try? FileManager.default.attributesOfItem(atPath: db.path))?[.size] as? UInt64) ?? 0
+        #expect(database > 100_000_000, "the test wrote well over 100 MB (\(database) bytes)")
+        #expect(largest < 32_000_000, "the WAL peaked at \(largest) bytes while \(database) bytes were written")
+        #expect(watch.isRunning, "the reader was there all along")
+    }
+}

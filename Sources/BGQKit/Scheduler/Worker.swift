@@ -45,6 +45,7 @@ public final class Worker {
     /// When the last heartbeat was written (monotonic): a worker whose heartbeat is old may have been
     /// declared dead, so it checks before starting anything.
     var lastHeartbeatMonotonic: Int64 = 0
+    var lastCheckpointMonotonic: Int64 = 0
 
     struct PendingAbort {
         var task: TaskRecord
@@ -192,6 +193,11 @@ public final class Worker {
     /// Settings may change while the worker runs; the queued TTL is enforced by whoever notices first.
     func maintenance() throws {
         settings = try store.settings()
+        let now = monotonic
+        if now - lastCheckpointMonotonic >= 30_000 {
+            lastCheckpointMonotonic = now
+            try store.checkpoint()
+        }
         for id in try store.expireQueuedTasks(ttlMs: settings.taskTTLMs) {
             log.event("error", task: id, "pending → error: Task timed out while queued (\(settings.taskTTLMs / 60_000) minutes)")
         }

@@ -11,6 +11,9 @@ public protocol QueueStore: AnyObject {
     var clock: Clock { get }
     /// Changes whenever another process commits: a cheap wake-up check (SQLite's data_version).
     func changeCounter() throws -> Int64
+    /// Moves committed changes out of the write-ahead log without waiting for anyone, so it cannot grow
+    /// without bound while readers come and go.
+    func checkpoint() throws
 
     // Tasks
     func enqueue(_ tasks: [NewTask]) throws -> [TaskRecord]
@@ -70,6 +73,14 @@ public enum LimitScope: String, Sendable { case model, provider, `default` }
 extension SQLiteStore: QueueStore {
     public func changeCounter() throws -> Int64 {
         do { return try connection.dataVersion() } catch let error as SQLiteError { throw Database.describe(error, path: path) }
+    }
+
+    /// PASSIVE: copies what no reader still needs and never blocks; with journal_size_limit the WAL
+    /// file is truncated when it restarts. See https://www.sqlite.org/c3ref/wal_checkpoint_v2.html
+    public func checkpoint() throws {
+        do { _ = try connection.queryFirst("PRAGMA wal_checkpoint(PASSIVE)") { $0.int(0) } } catch let error as SQLiteError {
+            throw Database.describe(error, path: path)
+        }
     }
 
     public func requireTask(id: String) throws -> TaskRecord {
