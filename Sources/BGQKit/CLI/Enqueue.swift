@@ -10,7 +10,7 @@ extension BGQCommand {
                 PROMPT may be '-' to read it from standard input; --prompt-file reads it from a file.
                 --jsonl FILE (or -) queues one task per line, all or nothing, e.g.
                   {"agent":"shell","prompt":"make test","description":"tests","model":"local/sh","priority":1}
-                Fields: prompt (required), agent (required), model, description, parent, priority, session, retries.
+                Fields: prompt (required), agent (required), model, description, parent, priority, session, retries, on_complete.
 
                 Examples:
                   bgq enqueue --agent shell 'pytest -q'
@@ -27,6 +27,7 @@ extension BGQCommand {
         @Option(help: "Higher runs first (default 0; from -1000000 to 1000000).") var priority: Int = 0
         @Option(help: "Continue this session (ses_…) with a new prompt.") var session: String?
         @Option(help: "Run again this many times if the agent fails or its worker is lost (0 to 100).") var retries: Int = 0
+        @Option(name: .customLong("on-complete"), help: "A shell command run once when the task ends, with the task as JSON on stdin.") var onComplete: String?
         @Option(name: .customLong("prompt-file"), help: "Read the prompt from this file.") var promptFile: String?
         @Option(help: "Queue one task per JSON line of this file ('-' for standard input).") var jsonl: String?
         @Flag(help: "Print the tasks as JSON.") var json = false
@@ -55,8 +56,10 @@ extension BGQCommand {
                 tasks = try TaskInput.parseJSONL(try TaskInput.readInput(jsonl, what: "JSONL"), registry: registry, store: store)
             } else {
                 let text = try promptFile.map { try TaskInput.readInput($0, what: "prompt file") } ?? TaskInput.readInput(prompt ?? "", what: "prompt", literal: prompt != "-")
-                tasks = [try TaskInput.make(prompt: text, agent: agent, model: model, description: description, parent: parent,
-                                            priority: priority, session: session, retries: retries, registry: registry, store: store)]
+                var task = try TaskInput.make(prompt: text, agent: agent, model: model, description: description, parent: parent,
+                                              priority: priority, session: session, retries: retries, registry: registry, store: store)
+                task.onComplete = onComplete
+                tasks = [task]
             }
             if jsonl != nil && !json {
                 let ids = try store.enqueueReturningIDs(tasks)
@@ -138,7 +141,7 @@ enum TaskInput {
                        sessionID: sessionID, priority: priority, maxRetries: retries)
     }
 
-    static let jsonlFields: Set<String> = ["prompt", "agent", "model", "description", "parent", "priority", "session", "retries"]
+    static let jsonlFields: Set<String> = ["prompt", "agent", "model", "description", "parent", "priority", "session", "retries", "on_complete"]
 
     /// One task per non-empty line; the first bad line fails the whole batch, naming its number.
     static func parseJSONL(_ text: String, registry: AgentRegistry, store: any QueueStore) throws -> [NewTask] {
@@ -168,6 +171,7 @@ enum TaskInput {
                 tasks.append(try make(prompt: prompt, agent: try string("agent"), model: try string("model"), description: try string("description"),
                                       parent: try string("parent"), priority: try integer("priority") ?? 0, session: try string("session"),
                                       retries: try integer("retries") ?? 0, registry: registry, store: store))
+                tasks[tasks.count - 1].onComplete = try string("on_complete")
             } catch let error as BGQError {
                 throw BGQError.usage("JSONL line \(number): \(error.description); nothing was enqueued")
             }

@@ -50,6 +50,9 @@ extension BGQCommand {
             if json {
                 var object = Render.taskJSON(task)
                 if timedOut { object["timed_out"] = true }
+                object["hooks"] = try store.hooks(taskID: id).map { hook -> [String: Any] in
+                    ["command": hook.command, "status": hook.status, "exit_code": hook.exitCode ?? NSNull(), "error": hook.error ?? NSNull()]
+                }
                 print(Render.json(object))
             } else {
                 if timedOut { print("Timeout exceeded (\(Int(timeout * 1000))ms). Task still \(task.status.rawValue).\n") }

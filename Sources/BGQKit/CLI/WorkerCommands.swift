@@ -231,6 +231,8 @@ extension BGQCommand {
             }
             rows.append([Settings.stablePollsKey, String(settings.stablePolls), stored[Settings.stablePollsKey] == nil ? "default" : "set",
                          "unchanged polls before an idle re-check"])
+            rows.append(["on_complete", stored["on_complete"].map { Render.truncate($0, 40) } ?? "-", stored["on_complete"] == nil ? "default" : "set",
+                         "a shell command run once per finished task (task JSON on stdin)"])
             print(Render.table(["KEY", "VALUE", "SOURCE", "MEANING"], rows))
         }
     }
@@ -244,6 +246,11 @@ extension BGQCommand {
 
         func run() throws {
             let store = try database.openStore()
+            if key == "on_complete" {
+                try store.setSetting(key, value)
+                print(value.isEmpty ? "Global completion hook removed." : "Every task that ends from now on runs: \(value)")
+                return
+            }
             if key == Settings.stablePollsKey {
                 guard let n = Int(value), (1...100).contains(n) else { throw BGQError.usage("stable_polls must be a whole number from 1 to 100") }
                 try store.setSetting(key, String(n))

@@ -12,6 +12,8 @@ extension Worker {
             for task in try store.orphanedTasks() where sessions[task.id] == nil {
                 try resolveOrphan(task)
             }
+            let lostHooks = try store.failOrphanedHooks()
+            if lostHooks > 0 { log.event("hook", "\(lostHooks) completion hook(s) of gone workers recorded as failed (never run twice)") }
         } catch {
             log.event("warning", "reaping failed: \(error)")
         }

@@ -46,6 +46,8 @@ public final class Worker {
     /// declared dead, so it checks before starting anything.
     var lastHeartbeatMonotonic: Int64 = 0
     var lastCheckpointMonotonic: Int64 = 0
+    /// Completion hooks this worker runs, by pid.
+    var runningHooks: [Int32: (hook: HookRun, deadline: Int64)] = [:]
 
     struct PendingAbort {
         var task: TaskRecord
@@ -139,6 +141,7 @@ public final class Worker {
         let changed = version != lastDataVersion
         lastDataVersion = version
         if changed { try applyCancelRequests() }
+        if changed || now >= timers.nextMaintenance { try startPendingHooks() }
         if now >= timers.nextMaintenance {
             timers.nextMaintenance = now + pollIntervalMs
             try checkDatabaseIsStillThere()
@@ -155,7 +158,12 @@ public final class Worker {
         }
         try pollDueSessions()
         escalateAborts()
+        killOverdueHooks()
         if options.exitWhenIdle, sessions.isEmpty, aborts.isEmpty, !wantClaim, try store.activeTaskIDs(parentID: nil).isEmpty {
+            try startPendingHooks()  // the last transitions' hooks run before an idle worker exits
+        }
+        if options.exitWhenIdle, sessions.isEmpty, aborts.isEmpty, runningHooks.isEmpty, !wantClaim,
+           try store.activeTaskIDs(parentID: nil).isEmpty {
             try store.setWorkerState(workerID, .stopped, reason: "nothing left to do")
             log.event("stopped", "nothing left to do; worker stopped")
             return true
@@ -261,6 +269,10 @@ public final class Worker {
     func collectExitedChildren() {
         for (pid, exit) in ProcessSupport.reapChildren() {
             exec.reapedExits[pid] = exit
+            if let running = runningHooks.removeValue(forKey: pid) {
+                finishHook(running.hook, exit: exit)
+                continue
+            }
             if let session = sessions.values.first(where: { $0.task.run.pid == pid }) {
                 session.exitStatus = exit
                 session.nextPollMonotonic = 0

@@ -59,6 +59,13 @@ public protocol QueueStore: AnyObject {
     func adopt(_ task: TaskRecord, from deadWorkerID: String, by workerID: String, reason: String) throws -> Ownership
     func resolveOrphan(_ task: TaskRecord, deadWorkerID: String, outcome: TaskOutcome) throws -> Ownership
 
+    // Completion hooks
+    func claimHooks(workerID: String, limit: Int) throws -> [HookRun]
+    func recordHookStarted(id: Int64, pid: Int32) throws
+    func finishHook(id: Int64, exitCode: Int32?, error: String?) throws
+    func failOrphanedHooks() throws -> Int
+    func hooks(taskID: String) throws -> [(command: String, status: String, exitCode: Int?, error: String?)]
+
     // History
     func events(after cursor: Int64, parentID: String?, limit: Int) throws -> [(event: TaskEvent, description: String)]
     func latestEventID() throws -> Int64
