@@ -21,7 +21,7 @@ public struct BGQCommand: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Enqueue.self, Show.self, Cancel.self, List.self, LimitsCommand.self, WorkerCommand.self,
-                      Workers.self, Agents.self, SettingsCommand.self, History.self, Stats.self, Prune.self, Wait.self, Watch.self]
+                      Workers.self, Agents.self, SettingsCommand.self, History.self, Stats.self, Prune.self, Wait.self, Watch.self, MCP.self]
     )
 
     public init() {}
