@@ -175,6 +175,7 @@ import Testing
         _ = try store.enqueue([NewTask(description: "long", prompt: "sleep 30", agent: "shell")])
         var options = WorkerOptions(name: "clock-test")
         options.wakeIntervalMs = 1
+        options.ownsAllChildren = false  // this test process has other tests' children too
         let worker = Worker(store: store, options: options, clock: clock)
         try worker.register()
         var timers = Worker.Timers(now: clock.monotonicMilliseconds(), settings: try store.settings(), reapIntervalMs: 1000)

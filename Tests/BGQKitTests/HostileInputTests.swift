@@ -176,7 +176,7 @@ import Testing
         #expect(Self.mode(runs) == 0o700)
         for run in try FileManager.default.contentsOfDirectory(atPath: runs) {
             #expect(Self.mode(runs + "/" + run) == 0o700)
-            for file in try FileManager.default.contentsOfDirectory(atPath: runs + "/" + run) where file != "exit" {
+            for file in try FileManager.default.contentsOfDirectory(atPath: runs + "/" + run) {
                 #expect(Self.mode(runs + "/" + run + "/" + file) == 0o600, "\(file)")
             }
         }

@@ -27,6 +27,7 @@ import Testing
         // Worker B reaps A and must adopt the agent that is already running (or done), not start it again.
         var options = WorkerOptions(name: "b")
         options.wakeIntervalMs = 10
+        options.ownsAllChildren = false  // this test process has other tests' children too
         let worker = Worker(store: store, options: options)
         try worker.register()
         worker.reapDeadWorkers()

@@ -17,6 +17,7 @@ public final class ExecBackend: SessionBackend {
     let maxPlainResult = 1 << 20
 
     static let wrapper = #"""
+        echo $$ > "$BGQ_PID_FILE"
         if [ -n "$BGQ_CWD" ]; then cd -- "$BGQ_CWD" || { echo 127 > "$BGQ_EXIT_FILE"; exit 127; }; fi
         "$@"; s=$?; echo "$s" > "$BGQ_EXIT_FILE"; exit "$s"
         """#
@@ -58,10 +59,11 @@ public final class ExecBackend: SessionBackend {
         env["BGQ_SESSION_ID"] = request.sessionID
         env["BGQ_ATTEMPT"] = String(task.attempt)
         env["BGQ_EXIT_FILE"] = directory + "/exit"
+        env["BGQ_PID_FILE"] = directory + "/pid"
         env["BGQ_CWD"] = agent.workingDirectory ?? ""
         let stdoutPath = directory + "/stdout", stderrPath = directory + "/stderr"
-        try PrivateFiles.createFile(stdoutPath)
-        try PrivateFiles.createFile(stderrPath)
+        // Every file of the run is created private before the agent starts; the wrapper's `>` keeps the mode.
+        for path in [stdoutPath, stderrPath, directory + "/pid", directory + "/exit"] { try PrivateFiles.createFile(path) }
         let pid = try ProcessSupport.spawn(arguments: ["/bin/sh", "-c", Self.wrapper, "bgq-agent"] + command, environment: env,
                                            stdinPath: stdinPath, stdoutPath: stdoutPath, stderrPath: stderrPath)
         var run = TaskRecord.RunHandle()
@@ -70,6 +72,11 @@ public final class ExecBackend: SessionBackend {
         run.pidStart = ProcessSupport.stat(pid: pid)?.start
         run.directory = directory
         return SessionStart(sessionID: request.sessionID, backend: "exec", externalID: request.resumeExternalID, run: run)
+    }
+
+    /// Whether the worker got as far as preparing this attempt's files (so it may have started the agent).
+    public func mayHaveStarted(_ task: TaskRecord, runsDirectory: String) -> Bool {
+        FileManager.default.fileExists(atPath: Self.runDirectory(runsDirectory: runsDirectory, task: task))
     }
 
     /// Where one attempt's files live: known from the task alone, so a reaper can look there even when
@@ -87,16 +94,18 @@ public final class ExecBackend: SessionBackend {
         run.host = host
         run.directory = directory
         let wanted = ["BGQ_TASK_ID=\(task.id)", "BGQ_ATTEMPT=\(task.attempt)"]
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for entry in entries {
-            guard let pid = Int32(entry), getpgid(pid) == pid,
-                  let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
+        func isTheAgent(_ pid: Int32) -> Bool {
+            guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
             let variables = Set(environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
-            if wanted.allSatisfy(variables.contains) {
-                run.pid = pid
-                run.pidStart = ProcessSupport.stat(pid: pid)?.start
-                return run
-            }
+            return wanted.allSatisfy(variables.contains)
+        }
+        // The wrapper writes its pid first thing; the /proc scan covers the instant before it did.
+        let fromFile = (try? String(contentsOfFile: directory + "/pid", encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        let candidates = (fromFile.map { [$0] } ?? []) + ProcessSupport.processIDs().filter { getpgid($0) == $0 }
+        for pid in candidates where ProcessSupport.isRunning(pid: pid, start: nil) && isTheAgent(pid) {
+            run.pid = pid
+            run.pidStart = ProcessSupport.stat(pid: pid)?.start
+            return run
         }
         return readExitFile(run) != nil ? run : nil
     }

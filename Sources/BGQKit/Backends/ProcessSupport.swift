@@ -94,6 +94,31 @@ public enum ProcessSupport {
         return reaped
     }
 
+    /// Every process id in /proc, read with readdir: a process that ends during the listing is simply
+    /// missing (Foundation's directory listing failed as a whole in that case, on a busy machine).
+    public static func processIDs() -> [Int32] {
+        guard let directory = opendir("/proc") else { return [] }
+        defer { closedir(directory) }
+        var pids: [Int32] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if let pid = Int32(name) { pids.append(pid) }
+        }
+        return pids
+    }
+
+    /// Reaps only these children, if they exited.
+    public static func reapChildren(among pids: [Int32]) -> [(pid: Int32, exit: ChildExit)] {
+        pids.compactMap { pid in
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+            let signal = status & 0x7F
+            return (pid, signal == 0 ? .exited((status >> 8) & 0xFF) : .signaled(signal))
+        }
+    }
+
     /// Finds `name` on PATH (or checks an explicit path); nil when it cannot be run.
     public static func resolveExecutable(_ name: String, path: String?) -> String? {
         if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }

@@ -38,6 +38,15 @@ extension Worker {
             // The worker died after claiming. If it had already started the agent (but not recorded it),
             // record the session now and adopt it; only a task whose agent never started runs again.
             guard let run = exec.findUnrecordedSession(task, runsDirectory: store.runsDirectory, host: host) else {
+                // Its files exist, so the agent may be starting right now: look again a little later
+                // before concluding that nothing ran.
+                if exec.mayHaveStarted(task, runsDirectory: store.runsDirectory) {
+                    let key = "\(task.id).\(task.attempt)"
+                    let firstMiss = unfoundStarts[key] ?? monotonic
+                    unfoundStarts[key] = firstMiss
+                    guard monotonic - firstMiss >= 2000 else { return }
+                    unfoundStarts[key] = nil
+                }
                 if try store.resolveOrphan(task, deadWorkerID: owner, outcome: .requeued(reason: "worker \(owner) lost before the session started", delayMs: 0)) == .owned {
                     log.event("pending", task: task.id, "running → pending: worker \(owner) lost before the session started")
                     wantClaim = true

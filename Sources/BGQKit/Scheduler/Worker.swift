@@ -14,6 +14,9 @@ public struct WorkerOptions: Sendable {
     public var wakeIntervalMs: Int64 = 50
     /// Stop when there is nothing left to do (no session, no pending task): for scripts and benchmarks.
     public var exitWhenIdle = false
+    /// Reap any exited child (one waitpid(-1) covers every session). A worker embedded in another
+    /// process (the tests) sets it false and waits only for its own agents and hooks.
+    public var ownsAllChildren = true
     public init(name: String) { self.name = name }
 }
 
@@ -46,6 +49,8 @@ public final class Worker {
     /// declared dead, so it checks before starting anything.
     var lastHeartbeatMonotonic: Int64 = 0
     var lastCheckpointMonotonic: Int64 = 0
+    /// Orphaned attempts whose agent was not found yet though their files exist: first miss (monotonic).
+    var unfoundStarts: [String: Int64] = [:]
     /// Completion hooks this worker runs, by pid.
     var runningHooks: [Int32: (hook: HookRun, deadline: Int64)] = [:]
 
@@ -267,7 +272,10 @@ public final class Worker {
 
     /// Reaps exited child processes; their sessions are polled at once (fast hand-off).
     func collectExitedChildren() {
-        for (pid, exit) in ProcessSupport.reapChildren() {
+        let reaped = options.ownsAllChildren
+            ? ProcessSupport.reapChildren()
+            : ProcessSupport.reapChildren(among: sessions.values.compactMap(\.task.run.pid) + Array(runningHooks.keys))
+        for (pid, exit) in reaped {
             exec.reapedExits[pid] = exit
             if let running = runningHooks.removeValue(forKey: pid) {
                 finishHook(running.hook, exit: exit)
