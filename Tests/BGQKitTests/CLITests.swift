@@ -319,6 +319,7 @@ import Testing
 
     static let topLevelCommands: [[String]] = [
         ["enqueue"], ["show"], ["cancel"], ["list"], ["limits"], ["worker"], ["workers"], ["agents"], ["settings"],
+        ["wait"], ["watch"], ["history"], ["stats"], ["prune"], ["mcp"],
     ]
     static let nestedCommands: [[String]] = [
         ["limits", "show"], ["limits", "set"], ["limits", "unset"], ["limits", "import"],

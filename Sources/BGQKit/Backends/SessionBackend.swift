@@ -28,7 +28,6 @@ public final class ActiveSession {
     public var nextPollMonotonic: Int64
     /// Set when the worker reaped this session's process (its own child).
     public var exitStatus: ChildExit?
-    public var lastPersistedMessageCount = 0
 
     public init(task: TaskRecord, preset: AgentPreset, startedMonotonic: Int64, lastProgressMonotonic: Int64, adopted: Bool) {
         self.task = task
@@ -39,7 +38,6 @@ public final class ActiveSession {
         self.lastProgressMonotonic = lastProgressMonotonic
         self.nextPollMonotonic = 0
         self.transcript.messageCount = adopted ? task.progress.messageCount : 0
-        self.lastPersistedMessageCount = self.transcript.messageCount
     }
 }
 

@@ -29,7 +29,11 @@ extension Worker {
         if monotonic - lastHeartbeatMonotonic > settings.leaseTimeoutMs / 2, try !heartbeat() {
             return
         }
-        registry = AgentRegistry(userAgents: try store.userAgents())
+        // Agents change rarely: reload them when a task names one this worker does not know yet
+        // (maintenance reloads them every poll interval too, for changed definitions).
+        if claimed.contains(where: { registry.agent(named: $0.agent) == nil }) {
+            registry = AgentRegistry(userAgents: try store.userAgents())
+        }
         var started: [(task: TaskRecord, start: SessionStart)] = []
         var failed: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)] = []
         for task in claimed {
@@ -116,9 +120,6 @@ extension Worker {
         }
         let owned = try store.recordProgress(progress, workerID: workerID)
         for ((task, _), ownership) in zip(progress, owned) where ownership == .lost { dropLost(task) }
-        for (task, update) in zip(progress.map(\.task), progress.map(\.update)) {
-            sessions[task.id]?.lastPersistedMessageCount = update.progress.messageCount
-        }
         try writeFinishes(finishes, abortingIDs: toAbort)
     }
 

@@ -206,6 +206,7 @@ public final class Worker {
     /// Settings may change while the worker runs; the queued TTL is enforced by whoever notices first.
     func maintenance() throws {
         settings = try store.settings()
+        registry = AgentRegistry(userAgents: try store.userAgents())
         let now = monotonic
         if now - lastCheckpointMonotonic >= 30_000 {
             lastCheckpointMonotonic = now
@@ -275,13 +276,17 @@ public final class Worker {
         let reaped = options.ownsAllChildren
             ? ProcessSupport.reapChildren()
             : ProcessSupport.reapChildren(among: sessions.values.compactMap(\.task.run.pid) + Array(runningHooks.keys))
+        guard !reaped.isEmpty else { return }
+        // One index per batch of exits, not a scan of every session per exit (1,000 sessions are polled).
+        var byPid: [Int32: ActiveSession] = [:]
+        for session in sessions.values { if let pid = session.task.run.pid { byPid[pid] = session } }
         for (pid, exit) in reaped {
             exec.reapedExits[pid] = exit
             if let running = runningHooks.removeValue(forKey: pid) {
                 finishHook(running.hook, exit: exit)
                 continue
             }
-            if let session = sessions.values.first(where: { $0.task.run.pid == pid }) {
+            if let session = byPid[pid] {
                 session.exitStatus = exit
                 session.nextPollMonotonic = 0
             }

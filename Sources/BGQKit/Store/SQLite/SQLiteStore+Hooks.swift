@@ -12,7 +12,11 @@ public struct HookRun: Sendable, Equatable {
 extension SQLiteStore {
     /// Marks up to `limit` pending hooks as running by this worker and returns them (at most once each).
     public func claimHooks(workerID: String, limit: Int) throws -> [HookRun] {
-        try write {
+        // A read first: workers call this whenever the database changed, and almost always nothing is
+        // pending; the write lock is taken only when there is a hook to claim.
+        guard limit > 0, try read({ try connection.queryFirst("SELECT 1 FROM hook_outbox WHERE status = 'pending' LIMIT 1") { _ in true } }) != nil
+        else { return [] }
+        return try write {
             let ids = try connection.query("SELECT id FROM hook_outbox WHERE status = 'pending' ORDER BY id LIMIT ?", [.int(limit)]) { $0.int64(0) }
             return try ids.compactMap { id in
                 guard try connection.run("""
