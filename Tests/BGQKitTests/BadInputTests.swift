@@ -2,41 +2,6 @@ import Foundation
 import Testing
 @testable import BGQKit
 
-/// Runs a program other than the built `bgq` (a copied bgq, `setpriv … bgq`, the sqlite3 shell) and waits for it.
-enum ForeignCommand {
-    static func run(_ executable: String, _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:],
-                    currentDirectory: String? = nil, timeout: TimeInterval = 60) throws -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        for (key, value) in environment { env[key] = value.isEmpty ? nil : value }
-        process.environment = env
-        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        try process.run()
-        let group = DispatchGroup()
-        nonisolated(unsafe) var outData = Data(), errData = Data()
-        DispatchQueue.global().async(group: group) { outData = out.fileHandleForReading.readDataToEndOfFile() }
-        DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try? input.fileHandleForWriting.close()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning {
-            process.terminate()
-            Issue.record("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
-        }
-        process.waitUntilExit()
-        group.wait()
-        return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData, as: UTF8.self))
-    }
-}
-
 /// An error as a person should see it: a short message, no crash report or stack trace.
 func expectCleanErrorOutput(_ result: CommandResult, sourceLocation: SourceLocation = #_sourceLocation) {
     let lines = result.stderr.split(separator: "\n", omittingEmptySubsequences: true)

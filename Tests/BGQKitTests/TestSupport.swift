@@ -31,6 +31,43 @@ struct CommandResult {
     var stderr: String
 }
 
+/// Runs a program and waits for it, reading its output as it runs. An empty environment value unsets the variable.
+enum ForeignCommand {
+    static func run(_ executable: String, _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:],
+                    currentDirectory: String? = nil, timeout: TimeInterval = 60) throws -> CommandResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value.isEmpty ? nil : value }
+        process.environment = env
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        ignoreSIGPIPE
+        try process.run()
+        let group = DispatchGroup()
+        nonisolated(unsafe) var outData = Data(), errData = Data()
+        DispatchQueue.global().async(group: group) { outData = out.fileHandleForReading.readDataToEndOfFile() }
+        DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
+        // The program may exit before reading its input (a refused database): a closed pipe is no failure here.
+        if let stdin { try? input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8)) }
+        try? input.fileHandleForWriting.close()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            process.terminate()
+            Issue.record("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
+        }
+        process.waitUntilExit()
+        group.wait()
+        return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                             stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
 /// Writing to a child that already exited must return an error, not kill the test runner.
 let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()
 
@@ -48,42 +85,13 @@ enum BGQBinary {
         return FileManager.default.currentDirectoryPath + "/.build/debug/bgq"
     }()
 
-    /// Runs `bgq ARGS` with `--db`-free arguments against `db` (through BGQ_DB) and waits for it.
+    /// Runs `bgq ARGS` against `db` (through BGQ_DB; an explicit BGQ_DB in `environment` wins) and waits for it.
     @discardableResult
     static func run(_ arguments: [String], db: TempDatabase?, stdin: String? = nil, environment: [String: String] = [:],
                     timeout: TimeInterval = 60) throws -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["BGQ_DB"] = db?.path
-        if db == nil { env["BGQ_DB"] = nil }
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        ignoreSIGPIPE
-        try process.run()
-        // The command may exit before reading its input (a refused database): a closed pipe is no failure here.
-        if let stdin { try? input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8)) }
-        try? input.fileHandleForWriting.close()
-        // Read both pipes while the process runs, so a large output cannot block it.
-        let group = DispatchGroup()
-        nonisolated(unsafe) var outData = Data(), errData = Data()
-        DispatchQueue.global().async(group: group) { outData = out.fileHandleForReading.readDataToEndOfFile() }
-        DispatchQueue.global().async(group: group) { errData = err.fileHandleForReading.readDataToEndOfFile() }
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning {
-            process.terminate()
-            Issue.record("bgq \(arguments.joined(separator: " ")) did not finish within \(timeout) s")
-        }
-        process.waitUntilExit()
-        group.wait()
-        return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData, as: UTF8.self))
+        var env = environment
+        if env["BGQ_DB"] == nil { env["BGQ_DB"] = db?.path ?? "" }
+        return try ForeignCommand.run(path, arguments, stdin: stdin, environment: env, timeout: timeout)
     }
 
     /// Starts `bgq ARGS` in the background (a worker); the caller stops it.
