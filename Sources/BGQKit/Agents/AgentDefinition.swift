@@ -22,10 +22,15 @@ public struct AgentDefinition: Sendable, Equatable {
     public var promptVia: PromptVia
     public var summary: String?
     public var isBuiltIn: Bool
+    /// HTTP backends: the OpenCode server's URL, or the API's base URL (default: the preset's).
+    public var url: String?
+    /// HTTP backends: the name of the worker's environment variable that holds the API key (or the
+    /// OpenCode server password). The key itself is never stored.
+    public var apiKeyEnv: String?
 
     public init(name: String, preset: String, executable: String? = nil, extraArgs: [String] = [], model: String? = nil,
                 environment: [String: String] = [:], workingDirectory: String? = nil, promptVia: PromptVia = .argv,
-                summary: String? = nil, isBuiltIn: Bool = false) {
+                summary: String? = nil, isBuiltIn: Bool = false, url: String? = nil, apiKeyEnv: String? = nil) {
         self.name = name
         self.preset = preset
         self.executable = executable
@@ -36,5 +41,7 @@ public struct AgentDefinition: Sendable, Equatable {
         self.promptVia = promptVia
         self.summary = summary
         self.isBuiltIn = isBuiltIn
+        self.url = url
+        self.apiKeyEnv = apiKeyEnv
     }
 }

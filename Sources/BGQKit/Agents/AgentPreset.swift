@@ -3,7 +3,7 @@ import Foundation
 /// A built-in way to run an agent: which backend, which command line, and how to read its output.
 /// See ../shared/reference/backends.md for each CLI's flags and output.
 public struct AgentPreset: Sendable {
-    public enum Backend: String, Sendable { case exec, noop }
+    public enum Backend: String, Sendable { case exec, noop, opencodeServer = "opencode-server", openai, anthropic }
     public enum OutputFormat: String, Sendable { case plainText, claudeStreamJSON, opencodeJSON, codexJSON, geminiStreamJSON }
 
     public let name: String
@@ -13,6 +13,12 @@ public struct AgentPreset: Sendable {
     /// Whether a task may continue this agent's session (`bgq enqueue --session`).
     public let canResume: Bool
     public let summary: String
+    /// HTTP backends: the URL used when the agent names none, and the environment variable holding the key.
+    public var defaultURL: String? = nil
+    public var defaultKeyEnv: String? = nil
+
+    /// Whether sessions run in another process that outlives the worker (exec) rather than over HTTP.
+    public var isHTTP: Bool { backend == .opencodeServer || backend == .openai || backend == .anthropic }
 
     /// The argv of one run. The prompt is one argv element (or goes to stdin), never part of a shell string;
     /// only the `shell` preset hands its prompt to a shell, because the prompt is the command.
@@ -81,6 +87,15 @@ public struct AgentPreset: Sendable {
                     summary: "llm -m MODEL PROMPT (plain text; it prints no conversation id, so it cannot be continued)"),
         AgentPreset(name: "command", backend: .exec, outputFormat: .plainText, defaultExecutable: "", canResume: false,
                     summary: "your own program: --executable and --arg with {prompt}, {model}, {session} placeholders"),
+        AgentPreset(name: "opencode-server", backend: .opencodeServer, outputFormat: .plainText, defaultExecutable: "", canResume: true,
+                    summary: "a session on an OpenCode server (opencode serve): --url, password in $OPENCODE_SERVER_PASSWORD",
+                    defaultURL: "http://127.0.0.1:4096", defaultKeyEnv: "OPENCODE_SERVER_PASSWORD"),
+        AgentPreset(name: "openai", backend: .openai, outputFormat: .plainText, defaultExecutable: "", canResume: true,
+                    summary: "any OpenAI-compatible chat completions API: --url BASE (…/v1), key in $OPENAI_API_KEY or --api-key-env",
+                    defaultURL: "https://api.openai.com/v1", defaultKeyEnv: "OPENAI_API_KEY"),
+        AgentPreset(name: "anthropic", backend: .anthropic, outputFormat: .plainText, defaultExecutable: "", canResume: true,
+                    summary: "the Anthropic Messages API: key in $ANTHROPIC_API_KEY or --api-key-env",
+                    defaultURL: "https://api.anthropic.com", defaultKeyEnv: "ANTHROPIC_API_KEY"),
         AgentPreset(name: "noop", backend: .noop, outputFormat: .plainText, defaultExecutable: "", canResume: true,
                     summary: "completes at once with its prompt as the result: measures the queue's own cost"),
     ]

@@ -229,7 +229,7 @@ public final class ExecBackend: SessionBackend {
         return lines.isEmpty ? nil : lines
     }
 
-    public func abort(_ task: TaskRecord) {
+    public func abort(_ task: TaskRecord, agent: AgentDefinition?) {
         guard let pid = task.run.pid, ProcessSupport.isRunning(pid: pid, start: task.run.pidStart) else { return }
         ProcessSupport.signalGroup(pid, SIGINT)
     }

@@ -16,6 +16,6 @@ public final class NoopBackend: SessionBackend {
 
     public func finalResult(_ session: ActiveSession) -> (text: String, isError: Bool)? { (session.task.prompt, false) }
     public func failureDetail(_ session: ActiveSession) -> String? { nil }
-    public func abort(_ task: TaskRecord) {}
+    public func abort(_ task: TaskRecord, agent: AgentDefinition?) {}
     public func adoptionCheck(_ task: TaskRecord, host: String) -> AdoptionCheck { .adoptable }
 }

@@ -28,6 +28,10 @@ public final class ActiveSession {
     public var nextPollMonotonic: Int64
     /// Set when the worker reaped this session's process (its own child).
     public var exitStatus: ChildExit?
+    /// The agent's definition as the worker last loaded it (HTTP backends read their URL and key from it).
+    public var agent: AgentDefinition?
+    /// What an HTTP backend remembers of this session between polls.
+    public var backendState: AnyObject?
 
     public init(task: TaskRecord, preset: AgentPreset, startedMonotonic: Int64, lastProgressMonotonic: Int64, adopted: Bool) {
         self.task = task
@@ -53,6 +57,16 @@ public struct PollResult {
     public var newMessages: [SessionMessage]
     /// Something changed since the last poll (output, messages, tool calls): resets the stale timer.
     public var madeProgress: Bool
+    /// What keeps the session from being checked right now (e.g. its server is unreachable): the error
+    /// the task fails with if this lasts until the stale timeout.
+    public var problem: String?
+
+    public init(status: SessionStatus, newMessages: [SessionMessage], madeProgress: Bool, problem: String? = nil) {
+        self.status = status
+        self.newMessages = newMessages
+        self.madeProgress = madeProgress
+        self.problem = problem
+    }
 }
 
 /// Whether a dead worker's session can be taken over.
@@ -77,7 +91,18 @@ public protocol SessionBackend: AnyObject {
     /// The last error output, to explain a failure.
     func failureDetail(_ session: ActiveSession) -> String?
     /// Stops the session (cancel, stale, TTL). Must not block for long.
-    func abort(_ task: TaskRecord)
+    func abort(_ task: TaskRecord, agent: AgentDefinition?)
     /// Whether a dead worker's running task can be adopted.
     func adoptionCheck(_ task: TaskRecord, host: String) -> AdoptionCheck
+    /// Called once per poll round with the sessions about to be polled, so a backend can ask its
+    /// server for all of them at once (OpenCode's GET /session/status) rather than once per session.
+    func beginPollRound(_ sessions: [ActiveSession])
+    /// Tasks whose session changed on another thread since the last call (a provider's reply came
+    /// back): the worker polls them at once.
+    func takeReadyTaskIDs() -> [String]
+}
+
+extension SessionBackend {
+    public func beginPollRound(_ sessions: [ActiveSession]) {}
+    public func takeReadyTaskIDs() -> [String] { [] }
 }

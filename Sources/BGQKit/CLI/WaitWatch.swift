@@ -52,7 +52,7 @@ extension BGQCommand {
                         guard task.status.isTerminal else { continue }
                         finished[id] = task
                         let clear = live ? "\r\u{1B}[K" : ""
-                        FileHandle.standardOutput.write(Data((clear + Self.notice(task, remaining: targets.count - finished.count) + "\n").utf8))
+                        FileHandle.standardOutput.write(Data((clear + Notices.taskFinished(task, remaining: targets.count - finished.count) + "\n").utf8))
                     }
                 }
                 if finished.count == targets.count { break }
@@ -70,30 +70,8 @@ extension BGQCommand {
                 usleep(100_000)
             }
             let tasks = targets.compactMap { finished[$0] }
-            print(Self.summary(tasks))
+            print(Notices.allFinished(tasks))
             if tasks.contains(where: { $0.status != .completed }) { throw ExitCode(ExitStatus.failure) }
-        }
-
-        /// The original's per-task notification.
-        static func notice(_ task: TaskRecord, remaining: Int) -> String {
-            let duration = formatDuration(milliseconds: (task.finishedAt ?? task.createdAt) - (task.startedAt ?? task.createdAt))
-            var text = "[BACKGROUND TASK \(task.status == .completed ? "COMPLETED" : task.status == .error ? "FAILED" : "CANCELLED")]\n"
-            text += "Task ID: \(task.id)\nDescription: \(task.description)\nDuration: \(duration)\n"
-            if let error = task.error { text += "Error: \(error.split(separator: "\n").first.map(String.init) ?? error)\n" }
-            text += remaining == 0 ? "All tasks done.\n" : "\(remaining) task(s) still in progress.\n"
-            return text
-        }
-
-        /// The original's end-of-batch notification.
-        static func summary(_ tasks: [TaskRecord]) -> String {
-            var text = "[ALL BACKGROUND TASKS COMPLETE]\n\n| Task ID | Description | Status | Duration |\n|---------|-------------|--------|----------|\n"
-            for task in tasks {
-                let duration = formatDuration(milliseconds: (task.finishedAt ?? task.createdAt) - (task.startedAt ?? task.createdAt))
-                text += "| `\(task.id)` | \(Render.cell(task.description)) | \(task.status.rawValue) | \(duration) |\n"
-            }
-            let failed = tasks.filter { $0.status != .completed }.count
-            text += "\n\(tasks.count - failed) completed, \(failed) failed or cancelled. Use `bgq show <id>` for a result."
-            return text
         }
 
         static func progressLine(_ store: any QueueStore, targets: [String], finished: [String: TaskRecord], elapsedMs: Int64) throws -> String {

@@ -101,6 +101,9 @@ extension BGQCommand {
                   bgq agents
                   bgq agents add explore --preset claude --model anthropic/claude-sonnet-4-5
                   bgq agents add review --preset command --executable ./review.sh --arg '{prompt}'
+                  bgq agents add build --preset opencode-server --url http://127.0.0.1:4096 --cwd ~/src/app
+                  bgq agents add smol --preset openai --url http://127.0.0.1:8080/v1 --model local/smollm2
+                  bgq agents add haiku --preset anthropic --model anthropic/claude-haiku-4-5
                   bgq agents remove explore
                 """,
             subcommands: [ListAgents.self, AddAgent.self, RemoveAgent.self],
@@ -120,13 +123,16 @@ extension BGQCommand {
                 print(Render.json(registry.agents.map { a -> [String: Any] in
                     ["name": a.name, "preset": a.preset, "executable": a.executable ?? NSNull(), "args": a.extraArgs, "model": a.model ?? NSNull(),
                      "env": a.environment, "cwd": a.workingDirectory ?? NSNull(), "prompt_via": a.promptVia.rawValue, "built_in": a.isBuiltIn,
-                     "can_resume": AgentPreset.named(a.preset)?.canResume ?? false]
+                     "can_resume": AgentPreset.named(a.preset)?.canResume ?? false,
+                     "url": a.url ?? AgentPreset.named(a.preset)?.defaultURL ?? NSNull(),
+                     "api_key_env": a.apiKeyEnv ?? AgentPreset.named(a.preset)?.defaultKeyEnv ?? NSNull()]
                 }))
                 return
             }
-            print(Render.table(["NAME", "PRESET", "MODEL", "COMMAND", "DESCRIPTION"], registry.agents.map { a in
+            print(Render.table(["NAME", "PRESET", "MODEL", "COMMAND OR URL", "DESCRIPTION"], registry.agents.map { a in
                 let preset = AgentPreset.named(a.preset)
-                let command = ([a.executable ?? preset?.defaultExecutable ?? ""] + a.extraArgs).joined(separator: " ")
+                let command = preset?.isHTTP == true ? (a.url ?? preset?.defaultURL ?? "")
+                    : ([a.executable ?? preset?.defaultExecutable ?? ""] + a.extraArgs).joined(separator: " ")
                 return [a.name, a.preset, a.model ?? "-", Render.truncate(command, 40), Render.truncate(a.summary ?? preset?.summary ?? "", 70)]
             }))
         }
@@ -140,6 +146,12 @@ extension BGQCommand {
                   bgq agents add explore --preset claude --model anthropic/claude-sonnet-4-5
                   bgq agents add local --preset llm --model local/smollm2
                   bgq agents add review --preset command --executable ./review.sh --arg --model --arg '{model}' --arg '{prompt}'
+                  bgq agents add build --preset opencode-server --url http://127.0.0.1:4096 --cwd ~/src/app
+                  bgq agents add smol --preset openai --url http://127.0.0.1:8080/v1 --model local/smollm2
+                  bgq agents add haiku --preset anthropic --model anthropic/claude-haiku-4-5 --api-key-env MY_ANTHROPIC_KEY
+
+                HTTP presets (opencode-server, openai, anthropic) take --url and --api-key-env: the NAME of the
+                worker's environment variable that holds the key or server password (never the key itself).
                 """)
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The agent's name.") var name: String
@@ -151,6 +163,8 @@ extension BGQCommand {
         @Option(help: "The working directory.") var cwd: String?
         @Option(help: "argv (default) or stdin.") var promptVia: String = "argv"
         @Option(help: "What the agent is for.") var description: String?
+        @Option(help: "HTTP presets: the OpenCode server's URL, or the API's base URL.") var url: String?
+        @Option(help: "HTTP presets: the name of the worker's environment variable holding the API key or server password.") var apiKeyEnv: String?
 
         func validate() throws {
             guard name.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", options: .regularExpression) != nil else {
@@ -162,6 +176,18 @@ extension BGQCommand {
             if preset == "command" && executable == nil { throw ValidationError("--preset command needs --executable PATH") }
             if let model { _ = try ModelRef(parsing: model) }
             guard AgentDefinition.PromptVia(rawValue: promptVia) != nil else { throw ValidationError("--prompt-via must be argv or stdin") }
+            let isHTTP = AgentPreset.named(preset)?.isHTTP == true
+            if (url != nil || apiKeyEnv != nil) && !isHTTP {
+                throw ValidationError("--url and --api-key-env are for the HTTP presets (opencode-server, openai, anthropic), not '\(preset)'")
+            }
+            if let url {
+                guard let parsed = URL(string: url), parsed.scheme == "http" || parsed.scheme == "https", parsed.host != nil else {
+                    throw ValidationError("--url '\(url)' is not an http:// or https:// URL (e.g. http://127.0.0.1:4096)")
+                }
+            }
+            if let apiKeyEnv, apiKeyEnv.range(of: "^[A-Za-z_][A-Za-z0-9_]{0,127}$", options: .regularExpression) == nil {
+                throw ValidationError("--api-key-env takes the NAME of an environment variable (e.g. OPENAI_API_KEY), not the key itself")
+            }
             for pair in env {
                 guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else { throw ValidationError("--env takes KEY=VALUE, got '\(pair)'") }
                 let key = pair[..<equals].uppercased()
@@ -180,7 +206,8 @@ extension BGQCommand {
             }
             let agent = AgentDefinition(name: name, preset: preset, executable: executable.map(DatabaseLocation.absolute), extraArgs: args, model: model,
                                         environment: environment, workingDirectory: cwd.map(DatabaseLocation.absolute),
-                                        promptVia: AgentDefinition.PromptVia(rawValue: promptVia) ?? .argv, summary: description)
+                                        promptVia: AgentDefinition.PromptVia(rawValue: promptVia) ?? .argv, summary: description,
+                                        url: url, apiKeyEnv: apiKeyEnv)
             try store.saveAgent(agent)
             print("Agent \(name) saved (preset \(preset)). Queue work with: bgq enqueue --agent \(name) 'your prompt'")
         }

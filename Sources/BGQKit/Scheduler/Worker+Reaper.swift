@@ -59,6 +59,14 @@ extension Worker {
             task.run = run
             log.event("found", task: task.id, "worker \(owner) died before recording its session; found the agent (\(run.pid.map { "pid \($0)" } ?? "its exit file")), adopting it")
         }
+        if preset.isHTTP && task.sessionID == nil {
+            // Died between the claim and recording the session: nothing to find again.
+            if try store.resolveOrphan(task, deadWorkerID: owner, outcome: .requeued(reason: "worker \(owner) lost before the session started", delayMs: 0)) == .owned {
+                log.event("pending", task: task.id, "running → pending: worker \(owner) lost before the session started")
+                wantClaim = true
+            }
+            return
+        }
         switch backend.adoptionCheck(task, host: host) {
         case .adoptable:
             guard try store.adopt(task, from: owner, by: workerID, reason: "adopted from \(owner) (worker gone; session still there)") == .owned else { return }
@@ -69,6 +77,7 @@ extension Worker {
             let started = now - (wallNow - (task.startedAt ?? wallNow))
             let progressed = now - (wallNow - (task.progress.lastProgressAt ?? task.startedAt ?? wallNow))
             let session = ActiveSession(task: adopted, preset: preset, startedMonotonic: started, lastProgressMonotonic: progressed, adopted: true)
+            session.agent = registry.agent(named: task.agent)
             sessions[task.id] = session
             log.event("adopted", task: task.id, "running → running: adopted from \(owner); the session goes on, not run again")
         case .unknown:

@@ -2,7 +2,22 @@ import Foundation
 
 extension Worker {
     func backend(for preset: AgentPreset) -> SessionBackend {
-        preset.backend == .noop ? noop : exec
+        switch preset.backend {
+        case .exec: return exec
+        case .noop: return noop
+        case .opencodeServer:
+            if !httpBackends.contains(where: { $0 === opencode }) { httpBackends.append(opencode) }
+            return opencode
+        case .openai: return openai
+        case .anthropic: return anthropic
+        }
+    }
+
+    /// Sessions whose provider call came back on another thread: poll them now.
+    func markReadySessions() {
+        for backend in httpBackends {
+            for id in backend.takeReadyTaskIDs() { sessions[id]?.nextPollMonotonic = 0 }
+        }
     }
 
     func preset(forAgent name: String) -> AgentPreset? {
@@ -52,6 +67,7 @@ extension Worker {
             running.sessionID = start.sessionID
             running.run = start.run
             let session = ActiveSession(task: running, preset: preset, startedMonotonic: now, lastProgressMonotonic: now, adopted: false)
+            session.agent = registry.agent(named: task.agent)
             sessions[task.id] = session
         }
         try writeFinishes(failed)
@@ -88,6 +104,13 @@ extension Worker {
         var progress: [(task: TaskRecord, update: ProgressUpdate)] = []
         var finishes: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)] = []
         var toAbort: Set<String> = []
+        // One status request per server for all of its sessions (OpenCode's GET /session/status).
+        var byBackend: [ObjectIdentifier: (backend: SessionBackend, sessions: [ActiveSession])] = [:]
+        for session in due where session.preset.isHTTP {
+            let backend = backend(for: session.preset)
+            byBackend[ObjectIdentifier(backend), default: (backend, [])].sessions.append(session)
+        }
+        for (backend, group) in byBackend.values { backend.beginPollRound(group) }
         for session in due {
             let backend = backend(for: session.preset)
             let result = backend.poll(session)
@@ -115,7 +138,12 @@ extension Worker {
                 finishes.append((session.task, abort ? .failed(error: message) : outcomeForFailure(session.task, error: message), update))
             case .cancel(let reason):
                 toAbort.insert(session.task.id)
-                finishes.append((session.task, .cancelled(reason: reason), update))
+                if let problem = result.problem {
+                    // Stale because the backend could not be reached: that is the error, not inactivity.
+                    finishes.append((session.task, .failed(error: problem), update))
+                } else {
+                    finishes.append((session.task, .cancelled(reason: reason), update))
+                }
             }
         }
         let owned = try store.recordProgress(progress, workerID: workerID)
@@ -208,7 +236,7 @@ extension Worker {
     /// SIGINT now; SIGTERM and SIGKILL follow after the grace period if the session is still there.
     func abortSession(_ task: TaskRecord) {
         guard let preset = preset(forAgent: task.agent) else { return }
-        backend(for: preset).abort(task)
+        backend(for: preset).abort(task, agent: registry.agent(named: task.agent))
         if preset.backend == .exec, task.run.pid != nil {
             aborts.append(PendingAbort(task: task, nextSignal: SIGTERM, dueMonotonic: monotonic + settings.abortGraceMs))
         }

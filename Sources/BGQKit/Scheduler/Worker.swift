@@ -34,6 +34,14 @@ public final class Worker {
     let log: WorkerLog
     let exec: ExecBackend
     let noop = NoopBackend()
+    let environment: [String: String]
+    /// HTTP backends, made when a task first needs one (an exec-only worker never starts URLSession).
+    lazy var http = HTTPClient()
+    lazy var opencode = OpenCodeBackend(http: http, environment: environment)
+    lazy var openai = makeProviderBackend(.openai)
+    lazy var anthropic = makeProviderBackend(.anthropic)
+    /// Which HTTP backends exist yet (the lazy ones above), to collect their ready sessions.
+    var httpBackends: [SessionBackend] = []
     let host = ProcessSupport.hostName
     public private(set) var workerID = ""
     var settings = Settings()
@@ -66,6 +74,15 @@ public final class Worker {
         self.clock = clock
         self.log = WorkerLog(format: options.logFormat, clock: clock)
         self.exec = ExecBackend(environment: environment)
+        self.environment = environment
+    }
+
+    func makeProviderBackend(_ api: ProviderAPI) -> ProviderBackend {
+        let backend = ProviderBackend(api: api, http: http, environment: environment)
+        let store = self.store
+        backend.loadConversation = { sessionID, taskID in (try? store.sessionMessages(sessionID: sessionID, exceptTaskID: taskID)) ?? [] }
+        httpBackends.append(backend)
+        return backend
     }
 
     var pollIntervalMs: Int64 { options.pollIntervalMs ?? settings.pollIntervalMs }
@@ -146,7 +163,10 @@ public final class Worker {
         let changed = version != lastDataVersion
         lastDataVersion = version
         if changed { try applyCancelRequests() }
-        if changed || now >= timers.nextMaintenance { try startPendingHooks() }
+        if changed || now >= timers.nextMaintenance {
+            try startPendingHooks()
+            try deliverParentNotices()
+        }
         if now >= timers.nextMaintenance {
             timers.nextMaintenance = now + pollIntervalMs
             try checkDatabaseIsStillThere()
@@ -161,6 +181,7 @@ public final class Worker {
             wantClaim = false
             try claimAndStart()
         }
+        markReadySessions()
         try pollDueSessions()
         escalateAborts()
         killOverdueHooks()
@@ -207,6 +228,7 @@ public final class Worker {
     func maintenance() throws {
         settings = try store.settings()
         registry = AgentRegistry(userAgents: try store.userAgents())
+        for session in sessions.values { session.agent = registry.agent(named: session.task.agent) ?? session.agent }
         let now = monotonic
         if now - lastCheckpointMonotonic >= 30_000 {
             lastCheckpointMonotonic = now

@@ -66,6 +66,12 @@ public protocol QueueStore: AnyObject {
     func failOrphanedHooks() throws -> Int
     func hooks(taskID: String) throws -> [(command: String, status: String, exitCode: Int?, error: String?)]
 
+    // HTTP backends: parent notices and conversations
+    func claimParentNotices(workerID: String, limit: Int) throws -> [ParentNotice]
+    func finishParentNotice(id: Int64, workerID: String, outcome: ParentNoticeOutcome) throws
+    func parentNotices(taskID: String) throws -> [(kind: String, state: String, attempts: Int, error: String?)]
+    func sessionMessages(sessionID: String, exceptTaskID: String) throws -> [SessionMessage]
+
     // History
     func events(after cursor: Int64, parentID: String?, limit: Int) throws -> [(event: TaskEvent, description: String)]
     func latestEventID() throws -> Int64

@@ -102,7 +102,7 @@ extension SQLiteStore {
     public func userAgents() throws -> [AgentDefinition] {
         try read {
             try connection.query("""
-                SELECT name, preset, executable, extra_args, model, env, cwd, prompt_via, description FROM agents ORDER BY name
+                SELECT name, preset, executable, extra_args, model, env, cwd, prompt_via, description, url, api_key_env FROM agents ORDER BY name
                 """) { row in
                 AgentDefinition(
                     name: row.text(0), preset: row.text(1), executable: row.optionalText(2),
@@ -111,7 +111,7 @@ extension SQLiteStore {
                     environment: (try? JSONDecoder().decode([String: String].self, from: Data(row.text(5).utf8))) ?? [:],
                     workingDirectory: row.optionalText(6),
                     promptVia: AgentDefinition.PromptVia(rawValue: row.text(7)) ?? .argv,
-                    summary: row.optionalText(8), isBuiltIn: false)
+                    summary: row.optionalText(8), isBuiltIn: false, url: row.optionalText(9), apiKeyEnv: row.optionalText(10))
             }
         }
     }
@@ -124,14 +124,16 @@ extension SQLiteStore {
         try write {
             let stamp = now.iso8601
             try connection.run("""
-                INSERT INTO agents (name, preset, executable, extra_args, model, env, cwd, prompt_via, description, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO agents (name, preset, executable, extra_args, model, env, cwd, prompt_via, description, url, api_key_env,
+                                    created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (name) DO UPDATE SET preset = excluded.preset, executable = excluded.executable,
                     extra_args = excluded.extra_args, model = excluded.model, env = excluded.env, cwd = excluded.cwd,
-                    prompt_via = excluded.prompt_via, description = excluded.description, updated_at = excluded.updated_at
+                    prompt_via = excluded.prompt_via, description = excluded.description, url = excluded.url,
+                    api_key_env = excluded.api_key_env, updated_at = excluded.updated_at
                 """, [.text(agent.name), .text(agent.preset), .optionalText(agent.executable), .text(args), .optionalText(agent.model),
                       .text(env), .optionalText(agent.workingDirectory), .text(agent.promptVia.rawValue), .optionalText(agent.summary),
-                      .text(stamp), .text(stamp)])
+                      .optionalText(agent.url), .optionalText(agent.apiKeyEnv), .text(stamp), .text(stamp)])
         }
     }
 
