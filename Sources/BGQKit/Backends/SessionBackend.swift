@@ -60,12 +60,16 @@ public struct PollResult {
     /// What keeps the session from being checked right now (e.g. its server is unreachable): the error
     /// the task fails with if this lasts until the stale timeout.
     public var problem: String?
+    /// Waiting on something with its own timeout (a provider call in flight, a scheduled retry): holds
+    /// the stale timer off without claiming progress (nothing is written).
+    public var waiting: Bool
 
-    public init(status: SessionStatus, newMessages: [SessionMessage], madeProgress: Bool, problem: String? = nil) {
+    public init(status: SessionStatus, newMessages: [SessionMessage], madeProgress: Bool, problem: String? = nil, waiting: Bool = false) {
         self.status = status
         self.newMessages = newMessages
         self.madeProgress = madeProgress
         self.problem = problem
+        self.waiting = waiting
     }
 }
 

@@ -28,6 +28,12 @@ public struct BGQCommand: ParsableCommand {
 
     /// Parses and runs a command line, printing errors as one line and exiting with bgq's codes.
     public static func runAsMain(_ arguments: [String]? = nil) -> Never {
+        // A parent that blocked SIGINT/SIGTERM (some runners do) must not make `bgq wait` uninterruptible.
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        sigaddset(&stopSignals, SIGINT)
+        sigaddset(&stopSignals, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
         do {
             var command = try parseAsRoot(arguments)
             try command.run()

@@ -50,6 +50,11 @@ extension BGQCommand {
             if json {
                 var object = Render.taskJSON(task)
                 if timedOut { object["timed_out"] = true }
+                // The agent's own id of the session (Claude Code's session_id, the OpenCode session, …).
+                object["agent_session_id"] = try task.sessionID.flatMap { try store.session(id: $0)?.externalID } ?? NSNull()
+                object["parent_notices"] = try store.parentNotices(taskID: id).map { notice -> [String: Any] in
+                    ["kind": notice.kind, "state": notice.state, "attempts": notice.attempts, "error": notice.error ?? NSNull()]
+                }
                 object["hooks"] = try store.hooks(taskID: id).map { hook -> [String: Any] in
                     ["command": hook.command, "status": hook.status, "exit_code": hook.exitCode ?? NSNull(), "error": hook.error ?? NSNull()]
                 }

@@ -42,7 +42,7 @@ extension BGQCommand {
             let deadline = timeout.map { started + Int64($0 * 1000) }
             var finished: [String: TaskRecord] = [:]
             var version: Int64 = -1
-            var lastDraw: Int64 = 0
+            var lastDraw: Int64?
             while true {
                 let current = try store.changeCounter()
                 if current != version {
@@ -51,6 +51,7 @@ extension BGQCommand {
                         let task = try store.requireTask(id: id)
                         guard task.status.isTerminal else { continue }
                         finished[id] = task
+                        lastDraw = nil  // the notice erased the live line: draw it again at once
                         let clear = live ? "\r\u{1B}[K" : ""
                         FileHandle.standardOutput.write(Data((clear + Notices.taskFinished(task, remaining: targets.count - finished.count) + "\n").utf8))
                     }
@@ -62,16 +63,41 @@ extension BGQCommand {
                     print("Timeout exceeded (\(Int((timeout ?? 0) * 1000))ms). \(targets.count - finished.count) task(s) still in progress.")
                     throw ExitCode(ExitStatus.timeout)
                 }
-                if live && now - lastDraw >= 500 {
+                if live && lastDraw.map({ now - $0 >= 500 }) ?? true {
                     lastDraw = now
-                    let line = try Self.progressLine(store, targets: targets, finished: finished, elapsedMs: now - started)
-                    FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
+                    var line = try Self.progressLine(store, targets: targets, finished: finished, elapsedMs: now - started)
+                    if let columns = Self.terminalColumns() { line = Self.fit(line, columns: columns) }
+                    // One row, always: a line that wrapped would leave its first rows behind at the next "\r\e[K".
+                    // It is cut to the width (read at each draw: the terminal may be resized), and autowrap is off
+                    // while it is written (in the same write, so it is always turned back on) for what fit misjudges.
+                    FileHandle.standardOutput.write(Data(("\r\u{1B}[K\u{1B}[?7l" + line + "\u{1B}[?7h").utf8))
                 }
                 usleep(100_000)
             }
             let tasks = targets.compactMap { finished[$0] }
             print(Notices.allFinished(tasks))
             if tasks.contains(where: { $0.status != .completed }) { throw ExitCode(ExitStatus.failure) }
+        }
+
+        /// The width of the terminal on standard output, if it says.
+        static func terminalColumns() -> Int? {
+            var size = winsize()
+            guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return nil }
+            return Int(size.ws_col)
+        }
+
+        /// `line` cut with "…" to fit in `columns - 1` cells (emoji count as two), so the cursor never wraps.
+        static func fit(_ line: String, columns: Int) -> String {
+            func cells(_ c: Character) -> Int { c.unicodeScalars.contains { $0.properties.isEmojiPresentation } ? 2 : 1 }
+            let room = max(columns - 1, 2)
+            guard line.reduce(0, { $0 + cells($1) }) > room else { return line }
+            var used = 0, result = ""
+            for c in line {
+                if used + cells(c) > room - 1 { break }
+                used += cells(c)
+                result.append(c)
+            }
+            return result + "…"
         }
 
         static func progressLine(_ store: any QueueStore, targets: [String], finished: [String: TaskRecord], elapsedMs: Int64) throws -> String {
@@ -83,7 +109,8 @@ extension BGQCommand {
             let keys = try store.keyUsage().filter { $0.running > 0 }.prefix(4)
                 .map { "\($0.key) \($0.running)/\($0.limit == 0 ? "∞" : String($0.limit))" }.joined(separator: ", ")
             let statusText = TaskStatus.allCases.compactMap { status in counts[status].map { "\($0) \(status.rawValue)" } }.joined(separator: ", ")
-            return "⏳ \(statusText)\(keys.isEmpty ? "" : " | running: \(keys)") | \(formatDuration(milliseconds: elapsedMs))"
+            // The time before the keys: on a narrow terminal the line is cut from the right.
+            return "⏳ \(statusText) | \(formatDuration(milliseconds: elapsedMs))\(keys.isEmpty ? "" : " | running: \(keys)")"
         }
     }
 

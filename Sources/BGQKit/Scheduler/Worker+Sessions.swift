@@ -114,7 +114,10 @@ extension Worker {
         for session in due {
             let backend = backend(for: session.preset)
             let result = backend.poll(session)
-            if result.madeProgress { session.lastProgressMonotonic = now }
+            if result.madeProgress || result.waiting { session.lastProgressMonotonic = now }
+            // A retry note (a provider's 429 and when the next try is due) is what `bgq show` shows meanwhile.
+            var note: String?
+            if case .retry(let message) = result.status, message != session.task.progress.lastMessage { note = message }
             var verdict = rules.evaluate(snapshot(session, status: result.status, backend: backend),
                                          runtimeMs: now - session.startedMonotonic,
                                          sinceProgressMs: now - session.lastProgressMonotonic, memory: &session.memory)
@@ -124,7 +127,7 @@ extension Worker {
                 newMessages += again.newMessages
                 verdict = rules.afterIdleRecheck(snapshot(session, status: again.status, backend: backend), memory: &session.memory)
             }
-            let update = progressUpdate(session, newMessages: newMessages, madeProgress: result.madeProgress)
+            let update = progressUpdate(session, newMessages: newMessages, madeProgress: result.madeProgress || note != nil, note: note)
             switch verdict {
             case .keepRunning, .recheckStatus:
                 session.nextPollMonotonic = now + pollIntervalMs
@@ -164,7 +167,7 @@ extension Worker {
     }
 
     /// The progress to write, or nil when nothing changed since the last write.
-    func progressUpdate(_ session: ActiveSession, newMessages: [SessionMessage], madeProgress: Bool) -> ProgressUpdate? {
+    func progressUpdate(_ session: ActiveSession, newMessages: [SessionMessage], madeProgress: Bool, note: String? = nil) -> ProgressUpdate? {
         guard madeProgress || !newMessages.isEmpty else { return nil }
         let transcript = session.transcript
         var progress = session.task.progress
@@ -173,6 +176,10 @@ extension Worker {
         progress.lastTool = transcript.lastTool ?? progress.lastTool
         if let last = transcript.lastMessage, last != progress.lastMessage {
             progress.lastMessage = String(last.prefix(2000))
+            progress.lastMessageAt = clock.now()
+        }
+        if let note {
+            progress.lastMessage = String(note.prefix(2000))
             progress.lastMessageAt = clock.now()
         }
         progress.lastProgressAt = clock.now()

@@ -51,7 +51,8 @@ public enum HTTPFailure: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// A small HTTP client over Foundation's URLSession (libcurl on Linux: HTTP/1.1, HTTP/2, TLS).
+/// A small HTTP client: `http://` over a plain socket (PlainHTTP), `https://` over Foundation's
+/// URLSession (libcurl on Linux: HTTP/2, TLS).
 ///
 /// The worker is one thread with one loop, so it uses two modes: `send` for short calls to an OpenCode
 /// server (bounded by a timeout), and `start` for provider calls that take seconds or minutes: the
@@ -72,6 +73,7 @@ public final class HTTPClient: @unchecked Sendable {
 
     /// Sends and waits for the answer (at most the request's timeout).
     public func send(_ request: HTTPRequest) -> Result<HTTPResponse, HTTPFailure> {
+        if request.url.scheme == "http" { return PlainHTTP.exchange(request) }
         let box = ResultBox()
         let semaphore = DispatchSemaphore(value: 0)
         let task = start(request) { result in
@@ -88,6 +90,11 @@ public final class HTTPClient: @unchecked Sendable {
     /// Starts an exchange; `completion` runs on another thread.
     @discardableResult
     public func start(_ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPFailure>) -> Void) -> InFlight {
+        if request.url.scheme == "http" {
+            let cancellation = PlainHTTP.Cancellation()
+            DispatchQueue.global().async { completion(PlainHTTP.exchange(request, cancellation: cancellation)) }
+            return InFlight(cancelAction: { cancellation.cancel() })
+        }
         var urlRequest = URLRequest(url: request.url)
         urlRequest.httpMethod = request.method
         urlRequest.timeoutInterval = request.timeoutSeconds
@@ -109,7 +116,7 @@ public final class HTTPClient: @unchecked Sendable {
             completion(.success(HTTPResponse(status: http.statusCode, headers: headers, body: data ?? Data())))
         }
         task.resume()
-        return InFlight(task: task)
+        return InFlight(cancelAction: { task.cancel() })
     }
 
     static func failure(_ error: Error) -> HTTPFailure {
@@ -128,8 +135,8 @@ public final class HTTPClient: @unchecked Sendable {
 
     /// A started exchange that can be cancelled (a task's cancel or abort).
     public struct InFlight: @unchecked Sendable {
-        let task: URLSessionDataTask
-        public func cancel() { task.cancel() }
+        let cancelAction: @Sendable () -> Void
+        public func cancel() { cancelAction() }
     }
 }
 

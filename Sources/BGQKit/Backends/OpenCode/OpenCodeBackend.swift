@@ -162,12 +162,15 @@ public final class OpenCodeBackend: SessionBackend {
         case .failure(let error): return failure(error, state: state)
         case .success(let list): messages = list
         }
-        let (newMessages, progressed) = read(messages, into: session, state: state)
+        var (newMessages, progressed) = read(messages, into: session, state: state)
         if status == .idle || status == .missing {
             switch client.todos(server, session: state.handle.session) {
             case .failure(let error): return failure(error, state: state)
             case .success(let todos):
-                if todos != (session.transcript.todos ?? []) { session.transcript.todos = todos }
+                if todos != (session.transcript.todos ?? []) {
+                    session.transcript.todos = todos
+                    progressed = true  // a todo changed: stored, and it counts as activity
+                }
             }
         }
         return PollResult(status: status, newMessages: newMessages, madeProgress: progressed)

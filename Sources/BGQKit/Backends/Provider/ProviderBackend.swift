@@ -117,14 +117,14 @@ public final class ProviderBackend: SessionBackend {
         if let outcome = state.outcome { return finish(session, state, outcome, messages: newMessages) }
         if state.inFlight == nil {
             if let due = state.retryDueNanos, DispatchTime.now().uptimeNanoseconds < due {
-                return PollResult(status: .retry(message: state.retryNote ?? "retrying"), newMessages: newMessages, madeProgress: true)
+                return PollResult(status: .retry(message: state.retryNote ?? "retrying"), newMessages: newMessages, madeProgress: false, waiting: true)
             }
             send(state, taskID: task.id)
-            return PollResult(status: .busy, newMessages: newMessages, madeProgress: true)
+            return PollResult(status: .busy, newMessages: newMessages, madeProgress: false, waiting: true)
         }
         guard let result = state.box.get() else {
             // Waiting for the provider: the request's own timeout bounds the wait, not the stale rule.
-            return PollResult(status: .busy, newMessages: newMessages, madeProgress: true)
+            return PollResult(status: .busy, newMessages: newMessages, madeProgress: false, waiting: true)
         }
         state.inFlight = nil
         state.box.clear()
@@ -132,7 +132,7 @@ public final class ProviderBackend: SessionBackend {
             state.outcome = outcome
             return finish(session, state, outcome, messages: newMessages)
         }
-        return PollResult(status: .retry(message: state.retryNote ?? "retrying"), newMessages: newMessages, madeProgress: true)
+        return PollResult(status: .retry(message: state.retryNote ?? "retrying"), newMessages: newMessages, madeProgress: false, waiting: true)
     }
 
     var now: Instant { Instant(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) }
@@ -154,8 +154,11 @@ public final class ProviderBackend: SessionBackend {
         case .failure(.cancelled):
             return ("the request to \(state.endpointText) was cancelled", true)
         case .failure(let failure):
-            let problem = "provider unreachable at \(state.baseURL) (\(failure))"
-            return scheduleRetry(state, taskID: taskID, headers: [:], problem: problem) ? nil : (problem, true)
+            let detail: String
+            if case .unreachable(let why) = failure { detail = why } else { detail = failure.description }
+            let problem = "provider unreachable at \(state.baseURL) (\(detail))"
+            return scheduleRetry(state, taskID: taskID, headers: [:], problem: problem)
+                ? nil : ("\(problem) (gave up after \(state.retries) retries)", true)
         case .success(let response) where (200..<300).contains(response.status):
             switch api.reply(response.body) {
             case .text(let text): return (text, false)
