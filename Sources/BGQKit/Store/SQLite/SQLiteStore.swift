@@ -103,6 +103,8 @@ extension SQLiteStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'enqueued')
                 """)
             let stamp = now.iso8601
+            try insert.bind(13, stamp)
+            try insert.bind(14, stamp)
             var stored: [String] = []
             stored.reserveCapacity(tasks.count)
             for task in tasks {
@@ -115,12 +117,20 @@ extension SQLiteStore {
                 while true {
                     let id = Identifier.newTaskID()
                     do {
-                        try insert.run([
-                            .text(id), .text(task.description), .text(task.prompt), .text(task.agent), .optionalText(task.model),
-                            .text(task.modelKey), .optionalText(task.parentID), .optionalText(task.sessionID),
-                            .int(task.sessionID == nil ? 0 : 1), .int(task.priority), .int(task.maxRetries),
-                            .optionalText(task.onComplete), .text(stamp), .text(stamp),
-                        ])
+                        // Bound in place (no array of values per task); the time is bound once above.
+                        try insert.bind(1, id)
+                        try insert.bind(2, task.description)
+                        try insert.bind(3, task.prompt)
+                        try insert.bind(4, task.agent)
+                        try insert.bind(5, task.model)
+                        try insert.bind(6, task.modelKey)
+                        try insert.bind(7, task.parentID)
+                        try insert.bind(8, task.sessionID)
+                        try insert.bind(9, task.sessionID == nil ? 0 : 1)
+                        try insert.bind(10, task.priority)
+                        try insert.bind(11, task.maxRetries)
+                        try insert.bind(12, task.onComplete)
+                        try insert.runBound()
                         stored.append(id)
                         break
                     } catch let error as SQLiteError where error.isUniqueViolation && attempts < 20 {
