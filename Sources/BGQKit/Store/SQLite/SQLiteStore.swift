@@ -107,6 +107,7 @@ extension SQLiteStore {
             try insert.bind(14, stamp)
             var stored: [String] = []
             stored.reserveCapacity(tasks.count)
+            var random = BufferedRandom()
             for task in tasks {
                 if let session = task.sessionID {
                     guard try connection.queryFirst("SELECT 1 FROM sessions WHERE id = ?", [.text(session)], { _ in true }) != nil else {
@@ -115,7 +116,7 @@ extension SQLiteStore {
                 }
                 var attempts = 0
                 while true {
-                    let id = Identifier.newTaskID()
+                    let id = Identifier.newTaskID(using: &random)
                     do {
                         // Bound in place (no array of values per task); the time is bound once above.
                         try insert.bind(1, id)
