@@ -99,12 +99,16 @@ extension SQLiteStore {
         try write {
             let insert = try connection.cached("""
                 INSERT INTO tasks (id, description, prompt, agent, model, model_key, parent_id, session_id, continues_session,
-                                   priority, max_retries, on_complete, created_at, status_changed_at, status_reason)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'enqueued')
+                                   priority, max_retries, on_complete, created_at, status_changed_at, status_reason, seq)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'enqueued', ?)
                 """)
             let stamp = now.iso8601
             try insert.bind(13, stamp)
             try insert.bind(14, stamp)
+            // A task's seq is also its creation's event id: the next ids of the sequence that events
+            // and creations share (Migrations/0004_enqueue_speed.sql). This transaction holds the write
+            // lock, so the ids read here stay the largest until it commits.
+            var seq = try latestEventIDInTransaction()
             var stored: [String] = []
             stored.reserveCapacity(tasks.count)
             var random = BufferedRandom()
@@ -131,7 +135,9 @@ extension SQLiteStore {
                         try insert.bind(10, task.priority)
                         try insert.bind(11, task.maxRetries)
                         try insert.bind(12, task.onComplete)
+                        try insert.bind(15, Int(seq + 1))
                         try insert.runBound()
+                        seq += 1
                         stored.append(id)
                         break
                     } catch let error as SQLiteError where error.isUniqueViolation && attempts < 20 {
@@ -217,14 +223,24 @@ extension SQLiteStore {
         }
     }
 
-    /// Every transition of a task, oldest first.
+    /// Every event of a task, oldest first: its creation (the task row: `seq` is its event id), then
+    /// its transitions (`task_events`).
     public func events(taskID: String) throws -> [TaskEvent] {
         try read {
             try connection.query("""
-                SELECT id, task_id, at, from_status, to_status, worker_id, attempt, reason
-                FROM task_events WHERE task_id = ? ORDER BY id
+                SELECT seq, id, created_at, NULL, 'pending', NULL, 0, 'enqueued' FROM tasks WHERE id = ?1
+                UNION ALL
+                SELECT id, task_id, at, from_status, to_status, worker_id, attempt, reason FROM task_events WHERE task_id = ?1
+                ORDER BY 1
                 """, [.text(taskID)], Self.event)
         }
+    }
+
+    /// The largest event id so far, of a creation (`tasks.seq`) or a transition (`task_events.id`).
+    func latestEventIDInTransaction() throws -> Int64 {
+        try connection.queryFirst("""
+            SELECT max(coalesce((SELECT max(seq) FROM tasks), 0), coalesce((SELECT max(id) FROM task_events), 0))
+            """) { $0.int64(0) } ?? 0
     }
 
     static func event(_ row: Row) -> TaskEvent {
