@@ -111,7 +111,7 @@ enum TaskInput {
 
     static func make(prompt: String, agent: String?, model: String?, description: String?, parent: String?, priority: Int,
                      session: String?, retries: Int, registry: AgentRegistry, store: any QueueStore,
-                     resolved: (AgentDefinition, AgentPreset)? = nil) throws -> NewTask {
+                     known: KnownAgent? = nil) throws -> NewTask {
         guard prompt.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else {
             throw BGQError.usage("the prompt is empty: say what the agent should do")
         }
@@ -129,12 +129,18 @@ enum TaskInput {
             sessionID = id
         }
         guard let agentName else { throw BGQError.usage("--agent is required (`bgq agents` lists the agents)") }
-        let (definition, preset) = try resolved ?? registry.require(agentName)
-        if sessionID != nil && !preset.canResume {
-            throw BGQError.usage("agent '\(agentName)' (preset \(preset.name)) cannot continue a session: enqueue a new task without --session")
+        let defaultModel: String?
+        if let known, sessionID == nil, known.name == agentName {
+            defaultModel = known.model
+        } else {
+            let (definition, preset) = try registry.require(agentName)
+            if sessionID != nil && !preset.canResume {
+                throw BGQError.usage("agent '\(agentName)' (preset \(preset.name)) cannot continue a session: enqueue a new task without --session")
+            }
+            defaultModel = definition.model
         }
         if let model { _ = try ModelRef(parsing: model) }
-        if model == nil, let fallback = definition.model { _ = try ModelRef(parsing: fallback) }
+        if model == nil, let fallback = defaultModel { _ = try ModelRef(parsing: fallback) }
         let summary: String
         if let description {
             summary = description
@@ -144,8 +150,15 @@ enum TaskInput {
             summary = Render.truncate(String(firstLine.trimmingASCIIWhitespace), 80)
         }
         guard summary.utf8.count <= 10_000 else { throw BGQError.usage("the description is too long (over 10000 bytes): keep it to a line") }
-        return NewTask(description: summary, prompt: prompt, agent: agentName, model: model ?? definition.model, parentID: parent,
+        return NewTask(description: summary, prompt: prompt, agent: agentName, model: model ?? defaultModel, parentID: parent,
                        sessionID: sessionID, priority: priority, maxRetries: retries)
+    }
+
+    /// An agent that an earlier JSONL line named and that was found: what `make` needs of it, so that a
+    /// run of lines naming the same agent looks it up once (not for lines continuing a session).
+    struct KnownAgent {
+        let name: String
+        let model: String?
     }
 
     static let jsonlFields: Set<String> = ["prompt", "agent", "model", "description", "parent", "priority", "session", "retries", "on_complete"]
@@ -183,7 +196,7 @@ enum TaskInput {
         var lineStart = 0
         var number = 0
         // The agent of the previous line, looked up once for a run of lines naming the same agent.
-        var lastAgent: (name: String, definition: AgentDefinition, preset: AgentPreset)?
+        var lastAgent: KnownAgent?
         func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
         while lineStart <= bytes.count {
             number += 1
@@ -235,12 +248,10 @@ enum TaskInput {
                 guard let prompt = try string(0) else { throw BGQError.usage("field 'prompt' is required") }
                 let agent = try string(1), model = try string(2), description = try string(3), parent = try string(4)
                 let priority = try integer(5) ?? 0, session = try string(6), retries = try integer(7) ?? 0
-                var resolved: (AgentDefinition, AgentPreset)?
-                if session == nil, let agent, let lastAgent, lastAgent.name == agent { resolved = (lastAgent.definition, lastAgent.preset) }
                 var task = try make(prompt: prompt, agent: agent, model: model, description: description, parent: parent,
-                                    priority: priority, session: session, retries: retries, registry: registry, store: store, resolved: resolved)
-                if resolved == nil, session == nil, let agent, let found = try? registry.require(agent) {
-                    lastAgent = (agent, found.0, found.1)
+                                    priority: priority, session: session, retries: retries, registry: registry, store: store, known: lastAgent)
+                if session == nil, let agent, lastAgent?.name != agent, let found = registry.agent(named: agent) {
+                    lastAgent = KnownAgent(name: agent, model: found.model)
                 }
                 task.onComplete = try string(8)
                 tasks.append(task)
