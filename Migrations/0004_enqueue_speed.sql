@@ -13,13 +13,15 @@
 -- without a seq would get max(seq) + 1, which may be below the latest event: insert through bgq.)
 
 -- Existing tasks take the id of their creation event as their seq (both were assigned in enqueue
--- order, so FIFO order is kept), then the creation rows go. Negative first, so that no new seq
--- collides with an old one during the update. A task without a creation row (none is expected)
--- goes after every event, in its old order.
-UPDATE tasks SET seq = -seq;
+-- order, so FIFO order is kept), then the creation rows go. First every seq moves below zero, by a
+-- constant 2^40 and in order, so that no new seq collides with an old one; both passes then write
+-- rows in key order (with -seq, the second pass inserted in descending order and left the table's
+-- pages half full: 61 % more pages for 100,000 tasks). A task without a creation row (none is
+-- expected) goes after every event, in its old order.
+UPDATE tasks SET seq = seq - 1099511627776;
 UPDATE tasks SET seq = coalesce(
     (SELECT e.id FROM task_events e WHERE e.task_id = tasks.id AND e.from_status IS NULL ORDER BY e.id LIMIT 1),
-    coalesce((SELECT max(id) FROM task_events), 0) - seq);
+    coalesce((SELECT max(id) FROM task_events), 0) + seq + 1099511627776);
 DELETE FROM task_events WHERE from_status IS NULL;
 
 DROP TRIGGER tasks_event_on_insert;

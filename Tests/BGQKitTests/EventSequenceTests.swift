@@ -87,10 +87,9 @@ import Testing
         }
     }
 
-    /// A database written by bgq before 0004 (creation events as task_events rows) reads the same after
-    /// the migration: the same task_history rows with the same event ids, and tasks in the same order.
-    @Test func migrationKeepsEveryEventAndItsIdAndTheTaskOrder() throws {
-        let db = TempDatabase()
+    /// A database at schema version 2, with tasks and transitions written as bgq wrote them then.
+    static func version2Database(withoutCreationRows: Bool = false, _ name: String = #function) throws -> TempDatabase {
+        let db = TempDatabase(name)
         do {
             let connection = try Connection(path: db.path)
             try connection.execute("PRAGMA foreign_keys = ON")
@@ -134,7 +133,20 @@ import Testing
             try finish("bg_0000000b", "cancelled", "2026-11-21T10:00:04.000Z")
             try claim("bg_0000000c", "2026-11-21T10:00:05.000Z")
             try insert("bg_0000000d", "2026-11-21T10:00:06.000Z")
+            if withoutCreationRows {
+                // Tasks whose creation row is missing (never written by bgq; the migration must still place them).
+                try insert("bg_0000000e", "2026-11-21T10:00:07.000Z")
+                try insert("bg_0000000f", "2026-11-21T10:00:08.000Z")
+                try connection.run("DELETE FROM task_events WHERE task_id IN ('bg_0000000e', 'bg_0000000f')")
+            }
         }
+        return db
+    }
+
+    /// A database written by bgq before 0004 (creation events as task_events rows) reads the same after
+    /// the migration: the same task_history rows with the same event ids, and tasks in the same order.
+    @Test func migrationKeepsEveryEventAndItsIdAndTheTaskOrder() throws {
+        let db = try Self.version2Database()
         let before = try Self.history(try Connection(path: db.path))
         #expect(before.count == 4 + 4)  // 4 creations, 4 transitions
         let store = try db.store()  // migrates
@@ -150,5 +162,19 @@ import Testing
         #expect(added.seq == latest + 1)
         _ = try store.cancel(taskIDs: ["bg_0000000d"])
         #expect(try store.events(taskID: "bg_0000000d").last?.id == latest + 2)
+    }
+
+    @Test func migrationPlacesATaskWithoutACreationRowAfterEveryEventInItsOrder() throws {
+        let db = try Self.version2Database(withoutCreationRows: true)
+        let before = try Self.history(try Connection(path: db.path))
+        let latestBefore = try #require(before.last.flatMap { Int64($0[0]) })
+        let store = try db.store()
+        #expect(try store.connection.query("SELECT id FROM tasks ORDER BY seq") { $0.text(0) }
+                == ["bg_0000000a", "bg_0000000b", "bg_0000000c", "bg_0000000d", "bg_0000000e", "bg_0000000f"])
+        let e = try store.events(taskID: "bg_0000000e"), f = try store.events(taskID: "bg_0000000f")
+        #expect(e.count == 1 && f.count == 1)
+        #expect(e[0].id > latestBefore && f[0].id > e[0].id)
+        #expect(Array(try Self.history(store.connection).prefix(before.count)) == before)
+        #expect(try store.enqueue([Self.task("new")])[0].seq == f[0].id + 1)
     }
 }
