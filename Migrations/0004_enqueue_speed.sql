@@ -37,11 +37,14 @@ BEGIN
             NEW.id, NEW.status_changed_at, OLD.status, NEW.status, coalesce(NEW.worker_id, OLD.worker_id), NEW.attempt, NEW.status_reason);
 END;
 
--- Every event of every task, the creation included (event_id: the task's seq), as before.
+-- Every event of every task, the creation included (event_id: the task's seq), as before. The casts
+-- give both arms the same column affinities, which lets SQLite merge the two arms in event_id order
+-- (`ORDER BY event_id DESC LIMIT 10` reads 10 rows, not every event: 0.59 s → 0 on 100,000 tasks).
 DROP VIEW task_history;
 CREATE VIEW task_history AS
 SELECT t.seq AS event_id, t.id AS task_id, t.description, t.agent, t.model, t.created_at AS at,
-       NULL AS from_status, 'pending' AS to_status, NULL AS worker_id, 0 AS attempt, 'enqueued' AS reason
+       CAST(NULL AS TEXT) AS from_status, CAST('pending' AS TEXT) AS to_status, CAST(NULL AS TEXT) AS worker_id,
+       CAST(0 AS INTEGER) AS attempt, CAST('enqueued' AS TEXT) AS reason
 FROM tasks t
 UNION ALL
 SELECT e.id, e.task_id, t.description, t.agent, t.model, e.at,
