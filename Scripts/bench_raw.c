@@ -1,8 +1,9 @@
 /*
  * bench_raw: the raw SQLite ceiling for bgq's two hot paths, with nothing but SQLite in the way.
  *
- * Built and run by Scripts/bench (cc -O2 bench_raw.c -lsqlite3). Usage: bench_raw DIR N [SCHEMA.sql]
- * Creates fresh WAL databases in DIR (journal_mode=WAL, synchronous=NORMAL, secure_delete=FAST, as bgq) with a
+ * Built and run by Scripts/bench (cc -O2 bench_raw.c -lsqlite3). Usage: bench_raw DIR N [SCHEMA.sql...]
+ * Creates fresh WAL databases in DIR (journal_mode=WAL, synchronous=NORMAL, secure_delete=FAST, no memory
+ * statistics, as bgq) with a
  * tasks-like table and an index like bgq's claim index, and prints one line per figure:
  *
  *   enqueue_single   N one-row enqueue transactions (BEGIN IMMEDIATE; INSERT; COMMIT)
@@ -10,9 +11,10 @@
  *   enqueue_batched  N enqueues in one transaction
  *   claim_batched    N claim+complete pairs, 100 pairs per transaction
  *
- * With SCHEMA.sql (bgq's Migrations/0001_initial.sql), the batched forms run again on bgq's own
- * schema (all of its indexes, the task_events trigger, foreign keys on, random 8-hex-digit ids
- * like bgq's), still in plain C: what the schema costs, apart from bgq's code.
+ * With SCHEMA.sql files (bgq's migrations, Migrations/NNNN_name.sql, applied in the order given, as bgq's migration
+ * runner does), the batched forms run again on bgq's own schema (all of its indexes and triggers,
+ * foreign keys on, random 8-hex-digit ids and seq from the sequence that events share, like bgq's
+ * enqueue), still in plain C: what the schema costs, apart from bgq's code.
  *
  *   schema_enqueue_batched  N enqueues in one transaction, bgq's INSERT
  *   schema_claim_batched    N claim+complete pairs, 100 per transaction, as status updates that
@@ -178,8 +180,8 @@ static unsigned long long next_random(void) {
     return rng_state;
 }
 
-/* The batched forms on bgq's own schema. */
-static void schema_run(const char *dir, const char *schema_path, int n, int batch) {
+/* The batched forms on bgq's own schema (the migrations, applied in order). */
+static void schema_run(const char *dir, char **schema_paths, int schema_count, int n, int batch) {
     char path[4096];
     snprintf(path, sizeof path, "%s/raw-schema.db", dir);
     if (sqlite3_open(path, &db) != SQLITE_OK) die("open");
@@ -188,19 +190,26 @@ static void schema_run(const char *dir, const char *schema_path, int n, int batc
     exec("PRAGMA synchronous = NORMAL");
     exec("PRAGMA foreign_keys = ON");
     exec("PRAGMA secure_delete = FAST");
-    char *schema = read_file(schema_path);
-    exec(schema);
-    free(schema);
+    for (int i = 0; i < schema_count; i++) {
+        char *schema = read_file(schema_paths[i]);
+        exec(schema);
+        free(schema);
+    }
     rng_state ^= (unsigned long long)time(NULL);
     begin_statement = prepare("BEGIN IMMEDIATE");
     commit_statement = prepare("COMMIT");
     sqlite3_stmt *insert = prepare(
         "INSERT INTO tasks (id, description, prompt, agent, model, model_key, parent_id, session_id, continues_session,"
-        " priority, max_retries, on_complete, created_at, status_changed_at, status_reason)"
-        " VALUES (?1, ?2, ?3, 'noop', NULL, 'noop', NULL, NULL, 0, 0, 0, NULL, ?4, ?4, 'enqueued')");
+        " priority, max_retries, on_complete, created_at, status_changed_at, status_reason, seq)"
+        " VALUES (?1, ?2, ?3, 'noop', NULL, 'noop', NULL, NULL, 0, 0, 0, NULL, ?4, ?4, 'enqueued', ?5)");
+    /* As bgq's enqueue: seq continues the id sequence of creations and events, read once per batch. */
+    sqlite3_stmt *latest = prepare("SELECT max(coalesce((SELECT max(seq) FROM tasks), 0), coalesce((SELECT max(id) FROM task_events), 0))");
     const char *stamp = "2026-11-21T12:00:00.000Z";
     double t0 = now();
     begin();
+    if (sqlite3_step(latest) != SQLITE_ROW) die("latest event id");
+    sqlite3_int64 seq = sqlite3_column_int64(latest, 0);
+    sqlite3_reset(latest);
     for (int i = 0; i < n; i++) {
         char id[32], text[64];
         for (;;) {
@@ -210,9 +219,10 @@ static void schema_run(const char *dir, const char *schema_path, int n, int batc
             sqlite3_bind_text(insert, 2, text, -1, SQLITE_TRANSIENT);
             sqlite3_bind_text(insert, 3, text, -1, SQLITE_TRANSIENT);
             sqlite3_bind_text(insert, 4, stamp, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(insert, 5, seq + 1);
             int rc = sqlite3_step(insert);
             sqlite3_reset(insert);
-            if (rc == SQLITE_DONE) break;
+            if (rc == SQLITE_DONE) { seq++; break; }
             if (sqlite3_extended_errcode(db) != SQLITE_CONSTRAINT_UNIQUE) die("schema insert");
         }
     }
@@ -240,15 +250,17 @@ static void schema_run(const char *dir, const char *schema_path, int n, int batc
     }
     report("schema_claim_batched", n, now() - t0);
     sqlite3_finalize(begin_statement); sqlite3_finalize(commit_statement); sqlite3_finalize(insert);
-    sqlite3_finalize(claim); sqlite3_finalize(complete);
+    sqlite3_finalize(claim); sqlite3_finalize(complete); sqlite3_finalize(latest);
     close_db();
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3 && argc != 4) {
-        fprintf(stderr, "usage: bench_raw DIR N [SCHEMA.sql]\n");
+    if (argc < 3) {
+        fprintf(stderr, "usage: bench_raw DIR N [SCHEMA.sql...]\n");
         return 2;
     }
+    /* As bgq: no memory statistics (a global mutex around every SQLite allocation). */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 #ifdef __GLIBC__
     /* SQLite opens and closes ephemeral tables inside bgq's trigger programs on every status update;
        with glibc's defaults each close trims the heap and the next open faults fresh pages in
@@ -317,6 +329,6 @@ int main(int argc, char **argv) {
     sqlite3_finalize(claim); sqlite3_finalize(complete);
     close_db();
 
-    if (argc == 4) schema_run(dir, argv[3], n, batch);
+    if (argc > 3) schema_run(dir, argv + 3, argc - 3, n, batch);
     return 0;
 }

@@ -243,7 +243,7 @@ struct StateMachinePropertyTests {
             if task.status.isTerminal { terminal[task.id] = (task.status, task.finishedAt?.iso8601) }
         }
         // Every history is a path of the state machine.
-        let events = try store.connection.query("SELECT task_id, to_status FROM task_events ORDER BY id") { ($0.text(0), TaskStatus(rawValue: $0.text(1))!) }
+        let events = try store.connection.query("SELECT task_id, to_status FROM task_history ORDER BY event_id") { ($0.text(0), TaskStatus(rawValue: $0.text(1))!) }
         for (id, history) in Dictionary(grouping: events, by: \.0) where !TaskStatus.isValidPath(history.map(\.1)) {
             return "task \(id) has an invalid history \(history.map(\.1.rawValue))"
         }

@@ -34,7 +34,7 @@ import Testing
             _ = try store.enqueue([Self.task("a"), Self.task("b"), bad, Self.task("c")])
         }
         #expect(try Self.count(store, "SELECT count(*) FROM tasks") == 0)
-        #expect(try Self.count(store, "SELECT count(*) FROM task_events") == 0)
+        #expect(try Self.count(store, "SELECT count(*) FROM task_history") == 0)
         // A task continuing a session that does not exist fails the batch the same way.
         var orphan = Self.task("orphan")
         orphan.sessionID = "ses_000000000000"

@@ -61,7 +61,7 @@ import Testing
         defer { kill(first.processIdentifier, SIGKILL); first.waitUntilExit() }
         let store = try db.store()
         #expect(eventually(timeout: 30) { (try? store.activeTaskIDs(parentID: nil).isEmpty) == true })
-        let total = try #require(try store.connection.queryFirst("SELECT count(*) FROM task_events") { $0.int(0) })
+        let total = try #require(try store.connection.queryFirst("SELECT count(*) FROM task_history") { $0.int(0) })
         #expect(eventually(timeout: 10) {
             ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").count >= total
         })
@@ -70,8 +70,13 @@ import Testing
         let ids = try lines.map { line -> Int in
             try #require((try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["event"] as? Int)
         }
-        let stored = try store.connection.query("SELECT id FROM task_events ORDER BY id") { $0.int(0) }
+        // Creations (tasks.seq) and transitions (task_events.id) share one id sequence.
+        let stored = try store.connection.query("SELECT event_id FROM task_history ORDER BY event_id") { $0.int(0) }
         #expect(ids == stored, "every event once, in order")
+        let creations = try lines.filter { line in
+            try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])["from"] is NSNull
+        }
+        #expect(creations.count == 7, "the watch shows every task's creation")
     }
 }
 

@@ -29,6 +29,7 @@ public final class Connection {
     /// Opens (and creates, if `create` is true) the database file at `path`.
     /// With `uri`, `path` is a `file:` URI (https://www.sqlite.org/uri.html); `path` keeps the plain file name.
     public init(path: String, create: Bool = true, readOnly: Bool = false, uri: String? = nil, busyTimeoutMilliseconds: Int32 = 5000) throws {
+        Self.configureSQLiteOnce
         var flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE | (uri == nil ? 0 : SQLITE_OPEN_URI)
         if readOnly {
             flags |= SQLITE_OPEN_READONLY
@@ -52,6 +53,12 @@ public final class Connection {
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
     }
+
+    /// Process-wide SQLite settings, applied before the first open: no memory statistics (a global
+    /// mutex around each of SQLite's allocations, about 4 % of a batch enqueue's instructions).
+    private static let configureSQLiteOnce: Void = {
+        _ = bgq_sqlite_disable_memory_statistics()
+    }()
 
     deinit {
         statementCache.removeAll()

@@ -72,6 +72,46 @@ public final class Statement {
         }
     }
 
+    /// Binds one parameter (1-based), for a hot loop that binds in place instead of building an
+    /// array of `SQLValue`s per row. See `runBound()`.
+    func bind(_ index: Int32, _ value: String) throws {
+        let rc = value.utf8.withContiguousStorageIfAvailable { buffer in
+            buffer.withMemoryRebound(to: CChar.self) {
+                sqlite3_bind_text64(handle, index, $0.baseAddress, sqlite3_uint64($0.count), sqliteTransient, UInt8(SQLITE_UTF8))
+            }
+        } ?? {
+            var copy = value
+            return copy.withUTF8 { buffer in
+                buffer.withMemoryRebound(to: CChar.self) {
+                    sqlite3_bind_text64(handle, index, $0.baseAddress, sqlite3_uint64($0.count), sqliteTransient, UInt8(SQLITE_UTF8))
+                }
+            }
+        }()
+        guard rc == SQLITE_OK else { throw connection.lastError(sql: sql) }
+    }
+
+    func bind(_ index: Int32, _ value: String?) throws {
+        if let value { try bind(index, value) } else { try bindNull(index) }
+    }
+
+    func bind(_ index: Int32, _ value: Int) throws {
+        guard sqlite3_bind_int64(handle, index, Int64(value)) == SQLITE_OK else { throw connection.lastError(sql: sql) }
+    }
+
+    func bindNull(_ index: Int32) throws {
+        guard sqlite3_bind_null(handle, index) == SQLITE_OK else { throw connection.lastError(sql: sql) }
+    }
+
+    /// Runs to completion with the parameters bound so far and returns the number of changed rows.
+    /// The bindings are kept (a parameter bound once serves every run); the caller binds every
+    /// parameter that changes between runs.
+    @discardableResult
+    func runBound() throws -> Int {
+        defer { sqlite3_reset(handle) }
+        while try step() {}
+        return connection.changes
+    }
+
     /// Steps once: true for a row, false when done; every other result code throws.
     func step() throws -> Bool {
         switch sqlite3_step(handle) {

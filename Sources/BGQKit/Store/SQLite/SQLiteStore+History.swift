@@ -100,22 +100,29 @@ extension SQLiteStore {
 }
 
 extension SQLiteStore {
-    /// Events after a cursor (the event id), oldest first, optionally only for one parent's tasks.
+    /// Events after a cursor (the event id), oldest first, optionally only for one parent's tasks:
+    /// creations (the task rows, by seq) merged with transitions (task_events, by id). Both arms are
+    /// read in id order and merged, so a batch stops after `limit` rows whatever the backlog.
     public func events(after cursor: Int64, parentID: String?, limit: Int) throws -> [(event: TaskEvent, description: String)] {
         try read {
-            let filter = parentID == nil ? "" : "AND t.parent_id = ?"
-            let arguments: [SQLValue] = [.integer(cursor)] + (parentID.map { [SQLValue.text($0)] } ?? []) + [.int(limit)]
+            let filter = parentID == nil ? "" : "AND t.parent_id = ?3"
+            let arguments: [SQLValue] = [.integer(cursor), .int(limit)] + (parentID.map { [SQLValue.text($0)] } ?? [])
             return try connection.query("""
+                SELECT t.seq, t.id, t.created_at, NULL, 'pending', NULL, 0, 'enqueued', t.description
+                FROM tasks t WHERE t.seq > ?1 \(filter)
+                UNION ALL
                 SELECT e.id, e.task_id, e.at, e.from_status, e.to_status, e.worker_id, e.attempt, e.reason, t.description
                 FROM task_events e JOIN tasks t ON t.id = e.task_id
-                WHERE e.id > ? \(filter) ORDER BY e.id LIMIT ?
+                WHERE e.id > ?1 \(filter)
+                ORDER BY 1 LIMIT ?2
                 """, arguments) { (Self.event($0), $0.text(8)) }
         }
     }
 
-    /// The newest event id (0 when there is none): where `bgq watch` starts by default.
+    /// The newest event id, of a creation or a transition (0 when there is none): where `bgq watch`
+    /// starts by default.
     public func latestEventID() throws -> Int64 {
-        try read { try connection.queryFirst("SELECT coalesce(max(id), 0) FROM task_events") { $0.int64(0) } ?? 0 }
+        try read { try latestEventIDInTransaction() }
     }
 
     /// Ids of the tasks of a parent, in enqueue order.

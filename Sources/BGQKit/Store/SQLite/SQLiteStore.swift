@@ -99,12 +99,19 @@ extension SQLiteStore {
         try write {
             let insert = try connection.cached("""
                 INSERT INTO tasks (id, description, prompt, agent, model, model_key, parent_id, session_id, continues_session,
-                                   priority, max_retries, on_complete, created_at, status_changed_at, status_reason)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'enqueued')
+                                   priority, max_retries, on_complete, created_at, status_changed_at, status_reason, seq)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'enqueued', ?)
                 """)
             let stamp = now.iso8601
+            try insert.bind(13, stamp)
+            try insert.bind(14, stamp)
+            // A task's seq is also its creation's event id: the next ids of the sequence that events
+            // and creations share (Migrations/0004_enqueue_speed.sql). This transaction holds the write
+            // lock, so the ids read here stay the largest until it commits.
+            var seq = try latestEventIDInTransaction()
             var stored: [String] = []
             stored.reserveCapacity(tasks.count)
+            var random = BufferedRandom()
             for task in tasks {
                 if let session = task.sessionID {
                     guard try connection.queryFirst("SELECT 1 FROM sessions WHERE id = ?", [.text(session)], { _ in true }) != nil else {
@@ -113,14 +120,24 @@ extension SQLiteStore {
                 }
                 var attempts = 0
                 while true {
-                    let id = Identifier.newTaskID()
+                    let id = Identifier.newTaskID(using: &random)
                     do {
-                        try insert.run([
-                            .text(id), .text(task.description), .text(task.prompt), .text(task.agent), .optionalText(task.model),
-                            .text(task.modelKey), .optionalText(task.parentID), .optionalText(task.sessionID),
-                            .int(task.sessionID == nil ? 0 : 1), .int(task.priority), .int(task.maxRetries),
-                            .optionalText(task.onComplete), .text(stamp), .text(stamp),
-                        ])
+                        // Bound in place (no array of values per task); the time is bound once above.
+                        try insert.bind(1, id)
+                        try insert.bind(2, task.description)
+                        try insert.bind(3, task.prompt)
+                        try insert.bind(4, task.agent)
+                        try insert.bind(5, task.model)
+                        try insert.bind(6, task.modelKey)
+                        try insert.bind(7, task.parentID)
+                        try insert.bind(8, task.sessionID)
+                        try insert.bind(9, task.sessionID == nil ? 0 : 1)
+                        try insert.bind(10, task.priority)
+                        try insert.bind(11, task.maxRetries)
+                        try insert.bind(12, task.onComplete)
+                        try insert.bind(15, Int(seq + 1))
+                        try insert.runBound()
+                        seq += 1
                         stored.append(id)
                         break
                     } catch let error as SQLiteError where error.isUniqueViolation && attempts < 20 {
@@ -206,14 +223,24 @@ extension SQLiteStore {
         }
     }
 
-    /// Every transition of a task, oldest first.
+    /// Every event of a task, oldest first: its creation (the task row: `seq` is its event id), then
+    /// its transitions (`task_events`).
     public func events(taskID: String) throws -> [TaskEvent] {
         try read {
             try connection.query("""
-                SELECT id, task_id, at, from_status, to_status, worker_id, attempt, reason
-                FROM task_events WHERE task_id = ? ORDER BY id
+                SELECT seq, id, created_at, NULL, 'pending', NULL, 0, 'enqueued' FROM tasks WHERE id = ?1
+                UNION ALL
+                SELECT id, task_id, at, from_status, to_status, worker_id, attempt, reason FROM task_events WHERE task_id = ?1
+                ORDER BY 1
                 """, [.text(taskID)], Self.event)
         }
+    }
+
+    /// The largest event id so far, of a creation (`tasks.seq`) or a transition (`task_events.id`).
+    func latestEventIDInTransaction() throws -> Int64 {
+        try connection.queryFirst("""
+            SELECT max(coalesce((SELECT max(seq) FROM tasks), 0), coalesce((SELECT max(id) FROM task_events), 0))
+            """) { $0.int64(0) } ?? 0
     }
 
     static func event(_ row: Row) -> TaskEvent {
