@@ -157,7 +157,7 @@ extension BGQCommand {
         @Argument(help: "The agent's name.") var name: String
         @Option(help: "The preset: \(AgentPreset.all.map(\.name).joined(separator: ", ")).") var preset: String
         @Option(help: "The program to run instead of the preset's.") var executable: String?
-        @Option(name: .customLong("arg"), help: "An extra argument (repeatable); with --preset command, {prompt}, {model} and {session} are replaced.") var args: [String] = []
+        @Option(name: .customLong("arg"), parsing: .unconditionalSingleValue, help: "An extra argument (repeatable; may start with -); with --preset command, {prompt}, {model} and {session} are replaced.") var args: [String] = []
         @Option(help: "The default model (provider/model).") var model: String?
         @Option(name: .customLong("env"), help: "KEY=VALUE for the agent's environment (repeatable). Not for secrets: they would be stored.") var env: [String] = []
         @Option(help: "The working directory.") var cwd: String?
