@@ -693,4 +693,17 @@ import Testing
         #expect(ProviderAPI.openai.request(base: "ftp://h/v1", model: "m", turns: turns, apiKey: nil, timeoutSeconds: 5) == nil)
         #expect(ProviderAPI.openai.request(base: "", model: "m", turns: turns, apiKey: nil, timeoutSeconds: 5) == nil)
     }
+
+    @Test func anAPIAgentWithoutAModelIsRefusedAtEnqueueNotLater() throws {
+        let db = TempDatabase()
+        try BGQBinary.run(["agents", "add", "nomodel", "--preset", "openai", "--url", "http://127.0.0.1:9/v1"], db: db)
+        let single = try BGQBinary.run(["enqueue", "--agent", "nomodel", "hello"], db: db)
+        #expect(single.status == 2 && single.stderr.contains("needs a model"), "\(single.stderr)")
+        let batch = try BGQBinary.run(["enqueue", "--jsonl", "-"], db: db,
+                                      stdin: "{\"prompt\":\"a\",\"agent\":\"nomodel\",\"model\":\"x/y\"}\n{\"prompt\":\"b\",\"agent\":\"nomodel\"}\n")
+        #expect(batch.status == 2 && batch.stderr.contains("line 2") && batch.stderr.contains("needs a model"), "\(batch.stderr)")
+        #expect(try db.store().listTasks(TaskFilter()).isEmpty, "nothing is enqueued")
+        let fine = try BGQBinary.run(["enqueue", "--agent", "nomodel", "--model", "local/m", "hello"], db: db)
+        #expect(fine.status == 0)
+    }
 }

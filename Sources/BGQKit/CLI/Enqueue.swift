@@ -130,14 +130,20 @@ enum TaskInput {
         }
         guard let agentName else { throw BGQError.usage("--agent is required (`bgq agents` lists the agents)") }
         let defaultModel: String?
+        var needsModel = false
         if let known, sessionID == nil, known.name == agentName {
             defaultModel = known.model
+            needsModel = known.needsModel
         } else {
             let (definition, preset) = try registry.require(agentName)
             if sessionID != nil && !preset.canResume {
                 throw BGQError.usage("agent '\(agentName)' (preset \(preset.name)) cannot continue a session: enqueue a new task without --session")
             }
             defaultModel = definition.model
+            needsModel = preset.backend == .openai || preset.backend == .anthropic
+        }
+        if needsModel && model == nil && defaultModel == nil {
+            throw BGQError.usage("agent '\(agentName)' calls a provider's API and needs a model: give --model provider/model, or the agent one with `bgq agents add \(agentName) --preset … --model provider/model`")
         }
         if let model { _ = try ModelRef(parsing: model) }
         if model == nil, let fallback = defaultModel { _ = try ModelRef(parsing: fallback) }
@@ -159,6 +165,8 @@ enum TaskInput {
     struct KnownAgent {
         let name: String
         let model: String?
+        /// Its preset calls a provider's API, which needs a model.
+        var needsModel = false
     }
 
     static let jsonlFields: Set<String> = ["prompt", "agent", "model", "description", "parent", "priority", "session", "retries", "on_complete"]
@@ -251,7 +259,8 @@ enum TaskInput {
                 var task = try make(prompt: prompt, agent: agent, model: model, description: description, parent: parent,
                                     priority: priority, session: session, retries: retries, registry: registry, store: store, known: lastAgent)
                 if session == nil, let agent, lastAgent?.name != agent, let found = registry.agent(named: agent) {
-                    lastAgent = KnownAgent(name: agent, model: found.model)
+                    let preset = AgentPreset.named(found.preset)
+                    lastAgent = KnownAgent(name: agent, model: found.model, needsModel: preset?.backend == .openai || preset?.backend == .anthropic)
                 }
                 task.onComplete = try string(8)
                 tasks.append(task)

@@ -194,7 +194,7 @@ extension Worker {
     func outcomeForFailure(_ task: TaskRecord, error: String) -> TaskOutcome {
         guard task.attempt <= task.maxRetries else { return .failed(error: error) }
         let delay = settings.retryBackoffMs << min(Int64(task.attempt - 1), 10)
-        return .requeued(reason: "attempt \(task.attempt) failed: \(error.prefix(300)); retry \(task.attempt)/\(task.maxRetries) in \(formatDuration(milliseconds: delay))", delayMs: delay)
+        return .requeued(reason: "attempt \(task.attempt) failed: \(error.prefix(300)); retry \(task.attempt)/\(task.maxRetries) in \(delay < 1000 ? "\(delay)ms" : formatDuration(milliseconds: delay))", delayMs: delay)
     }
 
     /// Writes the transitions; sessions in `abortingIDs` are aborted only when this worker really owned
@@ -205,6 +205,7 @@ extension Worker {
         for (item, ownership) in zip(finishes, owned) {
             sessions[item.task.id] = nil
             guard ownership == .owned else {
+                forgetSession(item.task)
                 log.event("lost", task: item.task.id, "not finalized: another worker owns this task now")
                 continue
             }
@@ -219,11 +220,19 @@ extension Worker {
         wantClaim = true  // a slot may have been freed: hand it off now
     }
 
+    /// Another worker owns the task now: drop what this worker's backend holds for it (a provider call in
+    /// flight is cancelled: the new owner sends its own), without touching the session itself.
+    func forgetSession(_ task: TaskRecord) {
+        guard let preset = preset(forAgent: task.agent), preset.backend == .openai || preset.backend == .anthropic else { return }
+        backend(for: preset).abort(task, agent: nil)
+    }
+
     func firstLine(_ text: String) -> String {
         String(text.split(separator: "\n", maxSplits: 1).first ?? "").prefix(300).description
     }
 
     func dropLost(_ task: TaskRecord) {
+        forgetSession(task)
         sessions[task.id] = nil
         log.event("lost", task: task.id, "another worker owns this task now; stopped polling it")
     }
