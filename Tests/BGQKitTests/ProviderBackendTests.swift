@@ -706,4 +706,31 @@ import Testing
         let fine = try BGQBinary.run(["enqueue", "--agent", "nomodel", "--model", "local/m", "hello"], db: db)
         #expect(fine.status == 0)
     }
+
+    @Test func httpsIsVerifiedAgainstTheTrustStoreAndWorksWhenTrusted() throws {
+        let rig = try WorkerProcessTests.Rig()
+        defer { rig.stop() }
+        let cert = rig.path("cert.pem"), key = rig.path("key.pem")
+        let made = try ForeignCommand.run("/usr/bin/env", ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                                                           "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                                                           "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        try #require(made.status == 0, "openssl: \(made.stderr)")
+        let server = try FakeServer("fake_provider.py", ["--tls-cert", cert, "--tls-key", key], directory: rig.db.directory)
+        defer { server.stop() }
+        try rig.ok(["agents", "add", "tls", "--preset", "openai", "--url", "https://localhost:\(server.port)/v1", "--model", "local/m"])
+        try rig.ok(["agents", "add", "tls-ip", "--preset", "anthropic", "--url", "https://127.0.0.1:\(server.port)", "--model", "local/m"])
+        // A self-signed certificate that the trust store does not hold: refused at the handshake, not retried.
+        let untrusted = try rig.enqueue("secret prompt", agent: "tls")
+        let worker = try rig.startWorker("plain")
+        let refused = try rig.waitFor(untrusted, .error)
+        #expect(refused.error?.contains("not trusted") == true && refused.error?.contains("gave up") == false,
+                "refused at once, not retried: \(refused.error ?? "-")")
+        rig.sigkill(worker)
+        // Trusted (SSL_CERT_FILE, as OpenSSL reads it): the call goes through, by name and by IP address.
+        let byName = try rig.enqueue("over tls", agent: "tls")
+        let byIP = try rig.enqueue("over tls by ip", agent: "tls-ip")
+        try rig.startWorker("trusting", environment: ["SSL_CERT_FILE": cert, "ANTHROPIC_API_KEY": "k"])
+        #expect(try rig.waitFor(byName, .completed).result == "reply 1: over tls")
+        #expect(try rig.waitFor(byIP, .completed).result == "reply 1: over tls by ip")
+    }
 }

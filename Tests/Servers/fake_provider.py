@@ -460,11 +460,18 @@ def main():
     parser = argparse.ArgumentParser(description="A fake Anthropic / OpenAI-compatible provider for tests.")
     parser.add_argument("--port", type=int, default=0, help="port to bind on 127.0.0.1 (0: any free port)")
     parser.add_argument("--script", help="a JSON file of scripted answers (see the header of this file)")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (and --tls-key)")
+    parser.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     args = parser.parse_args()
     if args.script:
         with open(args.script) as handle:
             SCRIPT.extend(json.load(handle))
     server = Server(("127.0.0.1", args.port), Handler)
+    if args.tls_cert:
+        import ssl
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"PORT {server.server_address[1]}", flush=True)
 
     def stop(signum, frame):

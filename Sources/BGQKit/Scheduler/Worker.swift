@@ -35,7 +35,7 @@ public final class Worker {
     let exec: ExecBackend
     let noop = NoopBackend()
     let environment: [String: String]
-    /// HTTP backends, made when a task first needs one (an exec-only worker never starts URLSession).
+    /// HTTP backends, made when a task first needs one (an exec-only worker never opens a socket or loads libssl).
     lazy var http = HTTPClient()
     lazy var opencode = OpenCodeBackend(http: http, environment: environment)
     lazy var openai = makeProviderBackend(.openai)

@@ -1,12 +1,12 @@
 import Foundation
 
-/// HTTP/1.1 over a plain TCP socket, for `http://` URLs (an OpenCode server or a model served on this
-/// machine). One request per connection (`Connection: close`); deadline-bounded connect, write and read.
+/// HTTP/1.1 over a TCP socket, with TLS (OpenSSL, see TLS.swift) for `https://`. One request per
+/// connection (`Connection: close`); connect, write and read are bounded by the request's deadline.
 ///
-/// Why not URLSession here too: on Linux it never completes a request answered with 401 and a
+/// Why not Foundation's URLSession: on Linux it never completes a request answered with 401 and a
 /// `WWW-Authenticate` header (what an OpenCode server with a password sends for a wrong one), so a
-/// wrong password would hang instead of failing with a hint. `https://` still goes through URLSession.
-enum PlainHTTP {
+/// wrong password would hang instead of failing with a hint; and linking it slows every `bgq` command.
+enum SocketHTTP {
     static let maxResponseBytes = 64 << 20
 
     /// Cancels a request from another thread by shutting its socket down.
@@ -32,7 +32,8 @@ enum PlainHTTP {
 
     static func exchange(_ request: HTTPRequest, cancellation: Cancellation? = nil) -> Result<HTTPResponse, HTTPFailure> {
         guard let host = request.url.host, !host.isEmpty else { return .failure(.other("no host in \(request.url)")) }
-        let port = request.url.port ?? 80
+        let secure = request.url.scheme == "https"
+        let port = request.url.port ?? (secure ? 443 : 80)
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(request.timeoutSeconds, 0.1) * 1e9)
         func remainingMs() -> Int32 {
             let now = DispatchTime.now().uptimeNanoseconds
@@ -80,6 +81,18 @@ enum PlainHTTP {
             close(fd)
         }
         if let cancellation, !cancellation.attach(fd) { return .failure(.cancelled) }
+        var tls: TLSConnection?
+        if secure {
+            // TLS on a blocking socket: each step is bounded by the time left (SO_RCVTIMEO/SO_SNDTIMEO).
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+            let left = Int(max(remainingMs(), 1))
+            var limit = timeval(tv_sec: left / 1000, tv_usec: (left % 1000) * 1000)
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            do { tls = try TLSConnection(fd: fd, host: host) } catch {
+                return .failure(cancellation?.isCancelled == true ? .cancelled : error)
+            }
+        }
 
         // Write the request.
         var target = request.url.path.isEmpty ? "/" : request.url.path
@@ -95,6 +108,12 @@ enum PlainHTTP {
         outgoing.append(body)
         var written = 0
         while written < outgoing.count {
+            if let tls {
+                let n = outgoing.withUnsafeBytes { tls.write(UnsafeRawBufferPointer(rebasing: $0[written...])) }
+                guard n > 0 else { return .failure(cancellation?.isCancelled == true ? .cancelled : .unreachable("TLS connection closed while sending")) }
+                written += n
+                continue
+            }
             var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
             guard poll(&descriptor, 1, remainingMs()) == 1 else { return .failure(cancellation?.isCancelled == true ? .cancelled : .timedOut) }
             let n = outgoing.withUnsafeBytes { send(fd, $0.baseAddress! + written, $0.count - written, Int32(MSG_NOSIGNAL)) }
@@ -108,6 +127,15 @@ enum PlainHTTP {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while incoming.count < maxResponseBytes {
             if let response = parse(incoming, complete: false) { return .success(response) }
+            if let tls {
+                guard remainingMs() > 0 else { return .failure(.timedOut) }
+                let n = buffer.withUnsafeMutableBytes { tls.read($0) }
+                if cancellation?.isCancelled == true { return .failure(.cancelled) }
+                if n < 0 { return .failure(remainingMs() == 0 ? .timedOut : .unreachable("TLS read failed")) }
+                if n == 0 { break }
+                incoming.append(buffer, count: n)
+                continue
+            }
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&descriptor, 1, remainingMs())
             if ready < 0 && errno == EINTR { continue }
