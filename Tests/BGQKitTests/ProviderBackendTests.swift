@@ -451,6 +451,13 @@ import Testing
         let slow = "Back off twice [rate-limit 2] [retry-after 1]"
         let a = try rig.enqueue(slow, agent: "smol")
         #expect(try rig.sampling(timeout: 20) { try rig.status(a) == .running }, rig.comment)
+        // While it backs off, `bgq show` says why and when the next try is due.
+        var shown = ""
+        let explained = try rig.sampling(timeout: 20) {
+            shown = try rig.bgq(["show", a]).stdout
+            return shown.contains("HTTP 429") && shown.contains("retry 1/5")
+        }
+        #expect(explained, "bgq show during the backoff printed:\n\(shown)")
         let b = try rig.enqueue("Right after", agent: "smol")
         let finished = try rig.sampling(timeout: 40) { try rig.status(a).isTerminal && rig.status(b).isTerminal }
         #expect(finished, rig.comment)

@@ -18,7 +18,9 @@ public struct AgentPreset: Sendable {
     public var defaultKeyEnv: String? = nil
 
     /// Whether sessions run in another process that outlives the worker (exec) rather than over HTTP.
-    public var isHTTP: Bool { backend == .opencodeServer || backend == .openai || backend == .anthropic }
+    public var isHTTP: Bool { backend == .opencodeServer || isProviderAPI }
+    /// Calls a provider's API directly (openai, anthropic): needs a model, and keeps the conversation in bgq.
+    public var isProviderAPI: Bool { backend == .openai || backend == .anthropic }
 
     /// The argv of one run. The prompt is one argv element (or goes to stdin), never part of a shell string;
     /// only the `shell` preset hands its prompt to a shell, because the prompt is the command.

@@ -140,7 +140,7 @@ enum TaskInput {
                 throw BGQError.usage("agent '\(agentName)' (preset \(preset.name)) cannot continue a session: enqueue a new task without --session")
             }
             defaultModel = definition.model
-            needsModel = preset.backend == .openai || preset.backend == .anthropic
+            needsModel = preset.isProviderAPI
         }
         if needsModel && model == nil && defaultModel == nil {
             throw BGQError.usage("agent '\(agentName)' calls a provider's API and needs a model: give --model provider/model, or the agent one with `bgq agents add \(agentName) --preset … --model provider/model`")
@@ -260,7 +260,7 @@ enum TaskInput {
                                     priority: priority, session: session, retries: retries, registry: registry, store: store, known: lastAgent)
                 if session == nil, let agent, lastAgent?.name != agent, let found = registry.agent(named: agent) {
                     let preset = AgentPreset.named(found.preset)
-                    lastAgent = KnownAgent(name: agent, model: found.model, needsModel: preset?.backend == .openai || preset?.backend == .anthropic)
+                    lastAgent = KnownAgent(name: agent, model: found.model, needsModel: preset?.isProviderAPI == true)
                 }
                 task.onComplete = try string(8)
                 tasks.append(task)

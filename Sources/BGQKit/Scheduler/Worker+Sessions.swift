@@ -223,7 +223,7 @@ extension Worker {
     /// Another worker owns the task now: drop what this worker's backend holds for it (a provider call in
     /// flight is cancelled: the new owner sends its own), without touching the session itself.
     func forgetSession(_ task: TaskRecord) {
-        guard let preset = preset(forAgent: task.agent), preset.backend == .openai || preset.backend == .anthropic else { return }
+        guard let preset = preset(forAgent: task.agent), preset.isProviderAPI else { return }
         backend(for: preset).abort(task, agent: nil)
     }
 
