@@ -81,6 +81,15 @@ struct CompletionRulesTests {
                 == .cancel(reason: "Stale timeout (no activity for 3min)"))
     }
 
+    @Test func staleWhileTheBackendCannotBeReachedFailsWithThatProblem() {
+        var memory = RuleMemory()
+        var unreachable = snapshot(.busy)
+        unreachable.problem = "opencode server unreachable at http://127.0.0.1:4096"
+        #expect(rules.evaluate(unreachable, runtimeMs: 200_000, sinceProgressMs: 179_999, memory: &memory) == .keepRunning)
+        #expect(rules.evaluate(unreachable, runtimeMs: 200_000, sinceProgressMs: 180_000, memory: &memory)
+                == .fail(error: "opencode server unreachable at http://127.0.0.1:4096", abort: true))
+    }
+
     @Test func staleNeverFiresInTheFirstThirtySeconds() {
         var memory = RuleMemory()
         var settings = Settings()

@@ -21,13 +21,18 @@ public struct SessionSnapshot: Sendable, Equatable {
     /// The result the agent reported, if any, and whether it reported a failure.
     public var result: String?
     public var resultIsError: Bool
-    public init(status: SessionStatus, messageCount: Int, hasRealOutput: Bool, openTodos: Int, result: String?, resultIsError: Bool = false) {
+    /// What keeps the backend from checking the session (its server unreachable): when the stale timeout
+    /// comes, this is the error, not inactivity.
+    public var problem: String?
+    public init(status: SessionStatus, messageCount: Int, hasRealOutput: Bool, openTodos: Int, result: String?, resultIsError: Bool = false,
+                problem: String? = nil) {
         self.status = status
         self.messageCount = messageCount
         self.hasRealOutput = hasRealOutput
         self.openTodos = openTodos
         self.result = result
         self.resultIsError = resultIsError
+        self.problem = problem
     }
 }
 
@@ -69,6 +74,8 @@ public struct CompletionRules: Sendable {
             return ended(snapshot, exitCode: exitCode, detail: detail)
         }
         if runtimeMs >= settings.minRuntimeBeforeStaleMs && sinceProgressMs >= settings.staleTimeoutMs {
+            // Not inactivity: the session could not be checked at all (e.g. `opencode server unreachable at …`).
+            if let problem = snapshot.problem { return .fail(error: problem, abort: true) }
             let minutes = max(1, sinceProgressMs / 60_000)
             return .cancel(reason: "Stale timeout (no activity for \(minutes)min)")
         }

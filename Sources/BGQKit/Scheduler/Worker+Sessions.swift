@@ -118,7 +118,7 @@ extension Worker {
             // A retry note (a provider's 429 and when the next try is due) is what `bgq show` shows meanwhile.
             var note: String?
             if case .retry(let message) = result.status, message != session.task.progress.lastMessage { note = message }
-            var verdict = rules.evaluate(snapshot(session, status: result.status, backend: backend),
+            var verdict = rules.evaluate(snapshot(session, status: result.status, backend: backend, problem: result.problem),
                                          runtimeMs: now - session.startedMonotonic,
                                          sinceProgressMs: now - session.lastProgressMonotonic, memory: &session.memory)
             var newMessages = result.newMessages
@@ -141,12 +141,7 @@ extension Worker {
                 finishes.append((session.task, abort ? .failed(error: message) : outcomeForFailure(session.task, error: message), update))
             case .cancel(let reason):
                 toAbort.insert(session.task.id)
-                if let problem = result.problem {
-                    // Stale because the backend could not be reached: that is the error, not inactivity.
-                    finishes.append((session.task, .failed(error: problem), update))
-                } else {
-                    finishes.append((session.task, .cancelled(reason: reason), update))
-                }
+                finishes.append((session.task, .cancelled(reason: reason), update))
             }
         }
         let owned = try store.recordProgress(progress, workerID: workerID)
@@ -154,7 +149,7 @@ extension Worker {
         try writeFinishes(finishes, abortingIDs: toAbort)
     }
 
-    func snapshot(_ session: ActiveSession, status: SessionStatus, backend: SessionBackend) -> SessionSnapshot {
+    func snapshot(_ session: ActiveSession, status: SessionStatus, backend: SessionBackend, problem: String? = nil) -> SessionSnapshot {
         var final: (text: String, isError: Bool)?
         switch status {
         case .ended, .idle, .missing: final = backend.finalResult(session)
@@ -163,7 +158,7 @@ extension Worker {
         let transcript = session.transcript
         return SessionSnapshot(status: status, messageCount: transcript.messageCount,
                                hasRealOutput: transcript.hasRealOutput || !(final?.text.isEmpty ?? true),
-                               openTodos: transcript.openTodos, result: final?.text, resultIsError: final?.isError ?? false)
+                               openTodos: transcript.openTodos, result: final?.text, resultIsError: final?.isError ?? false, problem: problem)
     }
 
     /// The progress to write, or nil when nothing changed since the last write.
