@@ -267,6 +267,10 @@ import Testing
         let batch = notices.filter { $0.text.hasPrefix("[ALL BACKGROUND TASKS COMPLETE]") }
         #expect(batch.count == 1 && batch.first?.noReply == false, "the batch notice wakes the parent once")
         #expect(batch.first.map { text in ids.allSatisfy { text.text.contains($0) } } == true)
+        // `bgq show --json` tells what became of a task's notices (and gives the agent's own session id).
+        let shown = try JSONValue.parse(try rig.ok(["show", ids[0], "--json"]))
+        #expect(shown["parent_notices"]?.array?.first?["state"]?.string == "sent", "\(shown.serialized)")
+        #expect(shown["agent_session_id"]?.string?.hasPrefix("ses_") == true)
         // Each child session was created under the parent.
         #expect(try server.requests("POST", "/session").filter { $0["body"]?["parentID"]?.string == parent }.count == 3)
     }
