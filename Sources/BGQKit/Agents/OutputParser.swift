@@ -228,5 +228,13 @@ public struct AgentTranscript: Sendable {
         return messages
     }
 
+    /// Applies events that a worker that died had stored already: updates what the rules and the
+    /// progress read (output seen, tools, the last message), but stores and counts nothing again.
+    public mutating func replay(_ events: [AgentEvent]) {
+        let stored = messageCount
+        _ = apply(events, at: Instant(milliseconds: 0))
+        messageCount = stored
+    }
+
     public var openTodos: Int { todos?.filter(\.isOpen).count ?? 0 }
 }

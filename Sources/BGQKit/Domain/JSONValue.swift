@@ -72,35 +72,14 @@ public enum JSONValue: Equatable, Sendable {
         }
 
         mutating func object(depth: Int) throws -> JSONValue {
-            index += 1
             var result: [String: JSONValue] = [:]
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(result) }
-            while true {
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a quoted key") }
-                let keyStart = index
-                let key = try string()
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
-                index += 1
-                skipWhitespace()
-                let value = try value(depth: depth + 1)
-                guard result.updateValue(value, forKey: key) == nil else {
-                    index = keyStart
-                    throw error("duplicate key \"\(key.prefix(60))\"")
-                }
-                skipWhitespace()
-                guard index < bytes.count else { throw error("unexpected end of JSON in an object") }
-                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-                if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(result) }
-                throw error("expected ',' or '}'")
-            }
+            try objectFields(depth: depth) { key, value in result.updateValue(value, forKey: key) == nil }
+            return .object(result)
         }
 
-        /// Parses an object as `object` does (same errors at the same offsets), but hands each key and
-        /// value to `field` instead of building a dictionary: `field` returns false for a key it has
-        /// already seen, which is refused as a duplicate. For hot paths with a fixed set of keys.
+        /// Parses an object, handing each key and value to `field`, which returns false for a key it has
+        /// already seen (refused as a duplicate). `object` builds a dictionary with it; hot paths with a
+        /// fixed set of keys keep their own slots instead.
         mutating func objectFields(depth: Int, _ field: (String, JSONValue) throws -> Bool) throws {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw error("expected an object") }
             index += 1

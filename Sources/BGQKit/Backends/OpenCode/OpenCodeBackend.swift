@@ -220,11 +220,7 @@ public final class OpenCodeBackend: SessionBackend {
                 state.emittedParts.insert(id)
                 if state.partsToSkip > 0 {
                     state.partsToSkip -= 1
-                    if case .message(_, let kind, let tool, let text) = event {
-                        // Stored by the dead worker already; keep the transcript's view without storing it again.
-                        _ = session.transcript.apply([.message(role: .assistant, kind: kind, tool: tool, text: text)], at: Instant(milliseconds: 0))
-                        session.transcript.messageCount -= 1
-                    }
+                    session.transcript.replay([event])  // the dead worker stored it already
                     continue
                 }
                 events.append(event)

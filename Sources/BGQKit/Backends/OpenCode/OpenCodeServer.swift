@@ -148,26 +148,26 @@ public struct OpenCodeClient {
         }
     }
 
-    func messages(_ server: OpenCodeServer, session: String) -> Result<[JSONValue], OpenCodeError> {
-        let endpoint = "/session/\(Self.escape(session))/message"
-        return call(server, "GET", endpoint).flatMap { value in
+    /// GET of an endpoint that answers a JSON array.
+    func array(_ server: OpenCodeServer, _ path: String, of what: String) -> Result<[JSONValue], OpenCodeError> {
+        call(server, "GET", path).flatMap { value in
             guard let list = value?.array else {
-                return .failure(.malformed(url: server.url, endpoint: "GET \(endpoint)", detail: "expected an array of messages"))
+                return .failure(.malformed(url: server.url, endpoint: "GET \(path)", detail: "expected an array of \(what)"))
             }
             return .success(list)
         }
     }
 
+    func messages(_ server: OpenCodeServer, session: String) -> Result<[JSONValue], OpenCodeError> {
+        array(server, "/session/\(Self.escape(session))/message", of: "messages")
+    }
+
     func todos(_ server: OpenCodeServer, session: String) -> Result<[Todo], OpenCodeError> {
-        let endpoint = "/session/\(Self.escape(session))/todo"
-        return call(server, "GET", endpoint).flatMap { value in
-            guard let list = value?.array else {
-                return .failure(.malformed(url: server.url, endpoint: "GET \(endpoint)", detail: "expected an array of todos"))
-            }
-            return .success(list.compactMap { item in
+        array(server, "/session/\(Self.escape(session))/todo", of: "todos").map { list in
+            list.compactMap { item in
                 guard let content = item["content"]?.string, let status = item["status"]?.string else { return nil }
                 return Todo(content: content, status: status)
-            })
+            }
         }
     }
 

@@ -57,13 +57,15 @@ public final class ProviderBackend: SessionBackend {
     // MARK: - Start
 
     public func start(_ request: StartRequest) throws -> SessionStart {
-        // Check what can be checked before the first call, so a bad agent fails with a clear error.
-        _ = try makeRequest(task: request.task, agent: request.agent, model: request.model, sessionID: request.sessionID)
+        // Check what can be checked before the first call, so a bad agent fails with a clear error
+        // (the conversation is read once, when the first poll builds the real request).
+        _ = try makeRequest(task: request.task, agent: request.agent, model: request.model, sessionID: request.sessionID, withHistory: false)
         // The session's own id is the "external" id: continuing it needs nothing but the stored messages.
         return SessionStart(sessionID: request.sessionID, backend: api.rawValue, externalID: request.sessionID, run: TaskRecord.RunHandle())
     }
 
-    func makeRequest(task: TaskRecord, agent: AgentDefinition, model: ModelRef?, sessionID: String) throws -> (HTTPRequest, String, String) {
+    func makeRequest(task: TaskRecord, agent: AgentDefinition, model: ModelRef?, sessionID: String,
+                     withHistory: Bool = true) throws -> (HTTPRequest, String, String) {
         guard let model = model ?? task.modelRef ?? (try? agent.model.map { try ModelRef(parsing: $0) }) ?? nil else {
             throw BGQError.usage("agent '\(agent.name)' has no model: give the task --model provider/model, or the agent one with `bgq agents add \(agent.name) --preset \(api.rawValue) --model provider/model`")
         }
@@ -71,7 +73,7 @@ public final class ProviderBackend: SessionBackend {
         let keyVariable = agent.apiKeyEnv ?? preset.defaultKeyEnv ?? ""
         let key = environment[keyVariable].flatMap { $0.isEmpty ? nil : $0 }
         var turns: [ProviderAPI.Turn] = []
-        if task.continuesSession {
+        if task.continuesSession && withHistory {
             for message in loadConversation(sessionID, task.id) {
                 switch (message.role, message.kind) {
                 case (.user, .text): turns.append(.init(role: "user", text: message.content))
