@@ -29,8 +29,8 @@ import Testing
         }
     }
 
-    @Test func taskRunsOnTheServerWithTitleAgentModelAndOneStatusCallPerRound() throws {
-        let (rig, server) = try Self.setUp()
+    @Test func taskRunsOnTheServerWithTitleAgentModelDirectoryAndOneStatusCallPerRound() throws {
+        let (rig, server) = try Self.setUp(agentArguments: ["--cwd", "/tmp"])
         defer { rig.stop(); server.stop() }
         let ids = try (1...3).map { try rig.enqueue("job \($0) [busy 2]", agent: "build", ["--model", "anthropic/claude-x", "--description", "Job \($0)"]) }
         try rig.startWorker("w1")
@@ -42,6 +42,9 @@ import Testing
         }
         let creates = try server.requests("POST", "/session")
         #expect(creates.count == 3)
+        // The agent's --cwd is the project scope, for the sessions and for the status they are polled by.
+        #expect(creates.allSatisfy { $0["headers"]?["x-opencode-directory"]?.string == "/tmp" })
+        #expect(try server.requests("GET", "/session/status").allSatisfy { $0["headers"]?["x-opencode-directory"]?.string == "/tmp" })
         #expect(Set(creates.compactMap { $0["body"]?["title"]?.string }) == ["Background: Job 1", "Background: Job 2", "Background: Job 3"])
         let prompts = try server.requests("POST", "/session/*/prompt_async")
         #expect(prompts.count == 3)
@@ -223,6 +226,10 @@ import Testing
         #expect(try server.requests("POST", "/session").count == 1)
         #expect(try server.requests("POST", "/session/*/prompt_async").count == 1)
         #expect(try Self.sessionID(task, rig) == session)
+        // The adopter stores only what the dead worker had not stored: no message twice.
+        let stored = try rig.store.messages(taskID: id).map { "\($0.role) \($0.kind) \($0.tool ?? "") \($0.content)" }
+        #expect(Set(stored).count == stored.count, "stored twice: \(stored)")
+        #expect(stored.contains { $0.contains("done: outlive my worker") }, "the answer is stored: \(stored)")
     }
 
     @Test func continuingASessionSendsANewPromptToTheSameServerSession() throws {

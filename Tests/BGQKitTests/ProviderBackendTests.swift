@@ -21,7 +21,17 @@ import Testing
     /// the signal mask of the thread that starts it, and the threads running these tests may block them (the
     /// server would then ignore `terminate()`, and `stop()` would wait for it forever).
     static func provider(_ rig: Rig) throws -> FakeServer {
-        try Rig.withStopSignals(blocked: false) { try FakeServer("fake_provider.py", directory: rig.db.directory) }
+        try FakeServer("fake_provider.py", directory: rig.db.directory)
+    }
+
+    /// A fake provider with an `openai` agent `smol` and an `anthropic` agent `ant` on it, and a worker
+    /// `w1` holding both keys.
+    static func bothAPIs(_ rig: Rig) throws -> (FakeServer, WorkerProcessTests.StartedWorker) {
+        let server = try provider(rig)
+        try addAgent(rig, "smol", preset: "openai", url: server.url + "/v1", model: "local/smollm2")
+        try addAgent(rig, "ant", preset: "anthropic", url: server.url, model: "anthropic/claude-x")
+        let worker = try rig.startWorker("w1", environment: ["OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test"])
+        return (server, worker)
     }
 
     /// `bgq agents add NAME --preset PRESET --url URL --model MODEL [--api-key-env VAR]`.
@@ -236,11 +246,8 @@ import Testing
     @Test func rateLimitedCallsAreRetriedAndComplete() throws {
         let rig = try Rig()
         defer { rig.stop() }
-        let server = try Self.provider(rig)
+        let (server, _) = try Self.bothAPIs(rig)
         defer { server.stop() }
-        try Self.addAgent(rig, "smol", preset: "openai", url: server.url + "/v1", model: "local/smollm2")
-        try Self.addAgent(rig, "ant", preset: "anthropic", url: server.url, model: "anthropic/claude-x")
-        try rig.startWorker("w1", environment: ["OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test"])
 
         let prompt = "Busy provider [rate-limit 2]"
         let openai = try rig.enqueue(prompt, agent: "smol")
@@ -257,11 +264,8 @@ import Testing
     @Test func endlessRateLimitGivesUpAfterFiveRetries() throws {
         let rig = try Rig()
         defer { rig.stop() }
-        let server = try Self.provider(rig)
+        let (server, worker) = try Self.bothAPIs(rig)
         defer { server.stop() }
-        try Self.addAgent(rig, "smol", preset: "openai", url: server.url + "/v1", model: "local/smollm2")
-        try Self.addAgent(rig, "ant", preset: "anthropic", url: server.url, model: "anthropic/claude-x")
-        let worker = try rig.startWorker("w1", environment: ["OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test"])
 
         let prompt = "Never now [rate-limit-always]"
         let openai = try rig.enqueue(prompt, agent: "smol")
@@ -287,11 +291,8 @@ import Testing
     @Test func overloadedProviderIsRetriedWithBackoffAndCompletes() throws {
         let rig = try Rig()
         defer { rig.stop() }
-        let server = try Self.provider(rig)
+        let (server, _) = try Self.bothAPIs(rig)
         defer { server.stop() }
-        try Self.addAgent(rig, "smol", preset: "openai", url: server.url + "/v1", model: "local/smollm2")
-        try Self.addAgent(rig, "ant", preset: "anthropic", url: server.url, model: "anthropic/claude-x")
-        try rig.startWorker("w1", environment: ["OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test"])
 
         let overloaded = "Heavy load [overloaded 1]"
         let broken = "Hiccup [server-error 1]"
@@ -364,11 +365,8 @@ import Testing
     @Test func malformedRepliesFailNamingTheEndpointAndTheWorkerGoesOn() throws {
         let rig = try Rig()
         defer { rig.stop() }
-        let server = try Self.provider(rig)
+        let (server, worker) = try Self.bothAPIs(rig)
         defer { server.stop() }
-        try Self.addAgent(rig, "smol", preset: "openai", url: server.url + "/v1", model: "local/smollm2")
-        try Self.addAgent(rig, "ant", preset: "anthropic", url: server.url, model: "anthropic/claude-x")
-        let worker = try rig.startWorker("w1", environment: ["OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test"])
 
         var cases: [(id: String, path: String, prompt: String)] = []
         for prompt in ["Odd shape [malformed]", "Not even JSON [garbage]"] {
@@ -739,5 +737,26 @@ import Testing
         try rig.startWorker("trusting", environment: ["SSL_CERT_FILE": cert, "ANTHROPIC_API_KEY": "k"])
         #expect(try rig.waitFor(byName, .completed).result == "reply 1: over tls")
         #expect(try rig.waitFor(byIP, .completed).result == "reply 1: over tls by ip")
+    }
+
+    @Test func httpsRefusesACertificateForAnotherHostEvenWhenItsIssuerIsTrusted() throws {
+        let rig = try WorkerProcessTests.Rig()
+        defer { rig.stop() }
+        let cert = rig.path("cert.pem"), key = rig.path("key.pem")
+        // Valid for the name localhost only, not for the address 127.0.0.1.
+        let made = try ForeignCommand.run("/usr/bin/env", ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                                                           "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                                                           "-addext", "subjectAltName=DNS:localhost"])
+        try #require(made.status == 0, "openssl: \(made.stderr)")
+        let server = try FakeServer("fake_provider.py", ["--tls-cert", cert, "--tls-key", key], directory: rig.db.directory)
+        defer { server.stop() }
+        try rig.ok(["agents", "add", "by-ip", "--preset", "openai", "--url", "https://127.0.0.1:\(server.port)/v1", "--model", "local/m"])
+        try rig.ok(["agents", "add", "by-name", "--preset", "openai", "--url", "https://localhost:\(server.port)/v1", "--model", "local/m"])
+        let wrongHost = try rig.enqueue("to the wrong host", agent: "by-ip")
+        let rightHost = try rig.enqueue("to the right host", agent: "by-name")
+        try rig.startWorker("trusting", environment: ["SSL_CERT_FILE": cert])
+        let refused = try rig.waitFor(wrongHost, .error)
+        #expect(refused.error?.contains("not trusted") == true && refused.error?.contains("mismatch") == true, "error: \(refused.error ?? "-")")
+        #expect(try rig.waitFor(rightHost, .completed).result == "reply 1: to the right host")
     }
 }
