@@ -24,6 +24,16 @@ import Testing
         try FakeServer("fake_provider.py", directory: rig.db.directory)
     }
 
+    /// A self-signed certificate and its key for CN=localhost with these subjectAltNames, beside the database.
+    static func selfSignedCertificate(_ rig: Rig, altNames: String) throws -> (cert: String, key: String) {
+        let cert = rig.path("cert.pem"), key = rig.path("key.pem")
+        let made = try ForeignCommand.run("/usr/bin/env", ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                                                           "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                                                           "-addext", "subjectAltName=\(altNames)"])
+        try #require(made.status == 0, "openssl: \(made.stderr)")
+        return (cert, key)
+    }
+
     /// A fake provider with an `openai` agent `smol` and an `anthropic` agent `ant` on it, and a worker
     /// `w1` holding both keys.
     static func bothAPIs(_ rig: Rig) throws -> (FakeServer, WorkerProcessTests.StartedWorker) {
@@ -715,11 +725,7 @@ import Testing
     @Test func httpsIsVerifiedAgainstTheTrustStoreAndWorksWhenTrusted() throws {
         let rig = try WorkerProcessTests.Rig()
         defer { rig.stop() }
-        let cert = rig.path("cert.pem"), key = rig.path("key.pem")
-        let made = try ForeignCommand.run("/usr/bin/env", ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                                                           "-out", cert, "-days", "2", "-subj", "/CN=localhost",
-                                                           "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        try #require(made.status == 0, "openssl: \(made.stderr)")
+        let (cert, key) = try Self.selfSignedCertificate(rig, altNames: "DNS:localhost,IP:127.0.0.1")
         let server = try FakeServer("fake_provider.py", ["--tls-cert", cert, "--tls-key", key], directory: rig.db.directory)
         defer { server.stop() }
         try rig.ok(["agents", "add", "tls", "--preset", "openai", "--url", "https://localhost:\(server.port)/v1", "--model", "local/m"])
@@ -742,12 +748,8 @@ import Testing
     @Test func httpsRefusesACertificateForAnotherHostEvenWhenItsIssuerIsTrusted() throws {
         let rig = try WorkerProcessTests.Rig()
         defer { rig.stop() }
-        let cert = rig.path("cert.pem"), key = rig.path("key.pem")
         // Valid for the name localhost only, not for the address 127.0.0.1.
-        let made = try ForeignCommand.run("/usr/bin/env", ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                                                           "-out", cert, "-days", "2", "-subj", "/CN=localhost",
-                                                           "-addext", "subjectAltName=DNS:localhost"])
-        try #require(made.status == 0, "openssl: \(made.stderr)")
+        let (cert, key) = try Self.selfSignedCertificate(rig, altNames: "DNS:localhost")
         let server = try FakeServer("fake_provider.py", ["--tls-cert", cert, "--tls-key", key], directory: rig.db.directory)
         defer { server.stop() }
         try rig.ok(["agents", "add", "by-ip", "--preset", "openai", "--url", "https://127.0.0.1:\(server.port)/v1", "--model", "local/m"])
