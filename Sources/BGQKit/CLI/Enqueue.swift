@@ -122,10 +122,16 @@ enum TaskInput {
         try checkRetries(retries)
         var agentName = agent
         var sessionID: String?
+        // A continuation runs on its session's model (and counts against that model's limit) unless it names one.
+        var sessionModel: String?
         if let session {
             let id = try store.resolveSessionID(session)
             guard let record = try store.session(id: id) else { throw BGQError.notFound("Session not found: \(id)") }
-            if agentName == nil { agentName = record.agent }
+            if let agentName, agentName != record.agent {
+                throw BGQError.usage("agent '\(agentName)' cannot continue session \(id): it belongs to agent '\(record.agent)'; drop --agent")
+            }
+            agentName = record.agent
+            sessionModel = record.model
             sessionID = id
         }
         guard let agentName else { throw BGQError.usage("--agent is required (`bgq agents` lists the agents)") }
@@ -139,7 +145,7 @@ enum TaskInput {
             if sessionID != nil && !preset.canResume {
                 throw BGQError.usage("agent '\(agentName)' (preset \(preset.name)) cannot continue a session: enqueue a new task without --session")
             }
-            defaultModel = definition.model
+            defaultModel = sessionID != nil ? sessionModel ?? definition.model : definition.model
             needsModel = preset.isProviderAPI
         }
         if needsModel && model == nil && defaultModel == nil {
