@@ -19,6 +19,8 @@ public struct AgentPreset: Sendable {
 
     /// Whether sessions run in another process that outlives the worker (exec) rather than over HTTP.
     public var isHTTP: Bool { backend == .opencodeServer || isProviderAPI }
+    /// Its CLI prints structured output with a final answer: a run that ends without one failed.
+    public var promisesResult: Bool { backend == .exec && outputFormat != .plainText }
     /// Calls a provider's API directly (openai, anthropic): needs a model, and keeps the conversation in bgq.
     public var isProviderAPI: Bool { backend == .openai || backend == .anthropic }
 
