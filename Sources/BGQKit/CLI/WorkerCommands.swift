@@ -140,7 +140,7 @@ extension BGQCommand {
 
     struct AddAgent: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "add", abstract: "Add or replace an agent.",
+            commandName: "add", abstract: "Add an agent, or replace one with --force.",
             discussion: """
                 Examples:
                   bgq agents add explore --preset claude --model anthropic/claude-sonnet-4-5
@@ -167,6 +167,7 @@ extension BGQCommand {
         @Option(help: "HTTP presets: the name of the worker's environment variable holding the API key or server password.") var apiKeyEnv: String?
 
         func validate() throws {
+        @Flag(help: "Replace an agent of this name (a built-in one keeps its preset).") var force = false
             guard name.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", options: .regularExpression) != nil else {
                 throw ValidationError("agent names use letters, digits, '.', '_' and '-' (at most 64), e.g. explore")
             }
@@ -210,7 +211,9 @@ extension BGQCommand {
                                         url: url, apiKeyEnv: apiKeyEnv)
             try store.saveAgent(agent)
             print("Agent \(name) saved (preset \(preset)). Queue work with: bgq enqueue --agent \(name) 'your prompt'")
+            let replaced = try AgentRegistry(userAgents: try store.userAgents()).checkReplacement(by: agent, force: force)
         }
+            if let replaced { print("Agent \(name) saved: replaces \(replaced).") }
     }
 
     struct RemoveAgent: ParsableCommand {
