@@ -24,9 +24,9 @@ extension BGQCommand {
         @Option(help: "The model, as provider/model (default: the agent's).") var model: String?
         @Option(help: "A short description (default: the prompt's first line).") var description: String?
         @Option(help: "A parent id (a task, or an agent session that delegated this work).") var parent: String?
-        @Option(help: "Higher runs first (default 0; from -1000000 to 1000000).") var priority: Int = 0
+        @Option(parsing: .unconditional, help: "Higher runs first (default 0; from -1000000 to 1000000).") var priority: Int = 0
         @Option(help: "Continue this session (ses_…) with a new prompt.") var session: String?
-        @Option(help: "Run again this many times if the agent fails or its worker is lost (0 to 100).") var retries: Int = 0
+        @Option(parsing: .unconditional, help: "Run again this many times if the agent fails or its worker is lost (0 to 100).") var retries: Int = 0
         @Option(name: .customLong("on-complete"), help: "A shell command run once when the task ends, with the task as JSON on stdin.") var onComplete: String?
         @Option(name: .customLong("prompt-file"), help: "Read the prompt from this file.") var promptFile: String?
         @Option(help: "Queue one task per JSON line of this file ('-' for standard input).") var jsonl: String?
@@ -44,8 +44,8 @@ extension BGQCommand {
                 throw ValidationError(prompt == nil ? "give a PROMPT, '-' for standard input, or --prompt-file FILE" : "give either PROMPT or --prompt-file, not both")
             }
             guard agent != nil || session != nil else { throw ValidationError("--agent is required (`bgq agents` lists the agents)") }
-            try TaskInput.checkPriority(priority)
-            try TaskInput.checkRetries(retries)
+            try TaskInput.checkPriority(priority, name: "--priority")
+            try TaskInput.checkRetries(retries, name: "--retries")
         }
 
         func run() throws {
@@ -81,14 +81,14 @@ extension BGQCommand {
 
 /// Checks and builds tasks from what a person typed or a JSONL line.
 enum TaskInput {
-    static func checkPriority(_ value: Int) throws {
+    static func checkPriority(_ value: Int, name: String = "priority") throws {
         guard (-1_000_000...1_000_000).contains(value) else {
-            throw BGQError.usage("priority \(value) is out of range: use a number from -1000000 to 1000000")
+            throw BGQError.usage("\(name) \(value) is out of range: use a number from -1000000 to 1000000")
         }
     }
 
-    static func checkRetries(_ value: Int) throws {
-        guard (0...100).contains(value) else { throw BGQError.usage("retries \(value) is out of range: use a number from 0 to 100") }
+    static func checkRetries(_ value: Int, name: String = "retries") throws {
+        guard (0...100).contains(value) else { throw BGQError.usage("\(name) \(value) is out of range: use a number from 0 to 100") }
     }
 
     /// Reads a file, '-' (standard input), or returns the literal text. Refuses invalid UTF-8.
