@@ -46,6 +46,9 @@ extension BGQCommand {
             guard agent != nil || session != nil else { throw ValidationError("--agent is required (`bgq agents` lists the agents)") }
             try TaskInput.checkPriority(priority, name: "--priority")
             try TaskInput.checkRetries(retries, name: "--retries")
+            try TaskInput.refuseRepairedArguments([("the prompt", prompt), ("--model", model), ("--agent", agent), ("--description", description),
+                                                   ("--parent", parent), ("--session", session), ("--on-complete", onComplete),
+                                                   ("--prompt-file", promptFile), ("--jsonl", jsonl)])
         }
 
         func run() throws {
@@ -91,6 +94,26 @@ enum TaskInput {
         guard (0...100).contains(value) else { throw BGQError.usage("\(name) \(value) is out of range: use a number from 0 to 100") }
     }
 
+    /// Command-line arguments that are not valid UTF-8, as Swift repaired them (each bad byte became U+FFFD).
+    /// `CommandLine.arguments` repairs silently; the raw argv still has the bytes the person gave.
+    static func repairedArguments() -> [String] {
+        (1..<Int(CommandLine.argc)).compactMap { index in
+            guard let raw = CommandLine.unsafeArgv[index], String(validatingCString: raw) == nil else { return nil }
+            return String(cString: raw)
+        }
+    }
+
+    /// Refuses a value that came from an argument that was not valid UTF-8, as a file or stdin would be
+    /// refused, instead of storing replacement characters the person never typed.
+    static func refuseRepairedArguments(_ values: [(name: String, value: String?)]) throws {
+        let repaired = repairedArguments()
+        guard !repaired.isEmpty else { return }
+        for (name, value) in values {
+            guard let value, repaired.contains(where: { $0 == value || $0.hasSuffix("=" + value) }) else { continue }
+            throw BGQError.usage("\(name) is not valid UTF-8 text: convert it (for example with iconv) and try again")
+        }
+    }
+
     /// Reads a file, '-' (standard input), or returns the literal text. Refuses invalid UTF-8.
     static func readInput(_ source: String, what: String, literal: Bool = false) throws -> String {
         if literal { return source }
@@ -111,7 +134,7 @@ enum TaskInput {
 
     static func make(prompt: String, agent: String?, model: String?, description: String?, parent: String?, priority: Int,
                      session: String?, retries: Int, registry: AgentRegistry, store: any QueueStore,
-                     known: KnownAgent? = nil) throws -> NewTask {
+                     known: KnownAgent? = nil, settings: Settings? = nil) throws -> NewTask {
         guard prompt.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else {
             throw BGQError.usage("the prompt is empty: say what the agent should do")
         }
@@ -120,6 +143,12 @@ enum TaskInput {
         }
         try checkPriority(priority)
         try checkRetries(retries)
+        if let description, !description.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) {
+            throw BGQError.usage("the description is empty: give one, or leave it out to use the prompt's first line")
+        }
+        if let parent, parent.unicodeScalars.allSatisfy(\.properties.isWhitespace) {
+            throw BGQError.usage("the parent is empty: give a task or session id, or leave it out")
+        }
         var agentName = agent
         var sessionID: String?
         // A continuation runs on its session's model (and counts against that model's limit) unless it names one.
@@ -140,8 +169,10 @@ enum TaskInput {
         if let known, sessionID == nil, known.name == agentName {
             defaultModel = known.model
             needsModel = known.needsModel
+            try known.promptCap.check(prompt, agent: agentName, preset: known.preset)
         } else {
             let (definition, preset) = try registry.require(agentName)
+            try PromptCap.of(definition, preset: preset, settings: try settings ?? store.settings()).check(prompt, agent: agentName, preset: preset)
             if sessionID != nil && !preset.canResume {
                 throw BGQError.usage("agent '\(agentName)' (preset \(preset.name)) cannot continue a session: enqueue a new task without --session")
             }
@@ -173,6 +204,8 @@ enum TaskInput {
         let model: String?
         /// Its preset calls a provider's API, which needs a model.
         var needsModel = false
+        let preset: AgentPreset
+        let promptCap: PromptCap
     }
 
     static let jsonlFields: Set<String> = ["prompt", "agent", "model", "description", "parent", "priority", "session", "retries", "on_complete"]
@@ -211,6 +244,7 @@ enum TaskInput {
         var number = 0
         // The agent of the previous line, looked up once for a run of lines naming the same agent.
         var lastAgent: KnownAgent?
+        let settings = try store.settings()
         func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
         while lineStart <= bytes.count {
             number += 1
@@ -263,10 +297,11 @@ enum TaskInput {
                 let agent = try string(1), model = try string(2), description = try string(3), parent = try string(4)
                 let priority = try integer(5) ?? 0, session = try string(6), retries = try integer(7) ?? 0
                 var task = try make(prompt: prompt, agent: agent, model: model, description: description, parent: parent,
-                                    priority: priority, session: session, retries: retries, registry: registry, store: store, known: lastAgent)
-                if session == nil, let agent, lastAgent?.name != agent, let found = registry.agent(named: agent) {
-                    let preset = AgentPreset.named(found.preset)
-                    lastAgent = KnownAgent(name: agent, model: found.model, needsModel: preset?.isProviderAPI == true)
+                                    priority: priority, session: session, retries: retries, registry: registry, store: store, known: lastAgent,
+                                    settings: settings)
+                if session == nil, let agent, lastAgent?.name != agent, let found = registry.agent(named: agent), let preset = AgentPreset.named(found.preset) {
+                    lastAgent = KnownAgent(name: agent, model: found.model, needsModel: preset.isProviderAPI, preset: preset,
+                                           promptCap: PromptCap.of(found, preset: preset, settings: settings))
                 }
                 task.onComplete = try string(8)
                 tasks.append(task)
