@@ -64,8 +64,7 @@ import Testing
     @Test func aHookInterruptedByACrashIsRecordedFailedNotRunAgain() throws {
         let db = TempDatabase()
         let count = db.directory + "/count"
-        try BGQBinary.run(["settings", "set", "lease_timeout_ms", "1000"], db: db)
-        try BGQBinary.run(["settings", "set", "heartbeat_interval_ms", "200"], db: db)
+        try BGQBinary.run(["settings", "set", "heartbeat_interval_ms", "200", "lease_timeout_ms", "1000"], db: db)
         try BGQBinary.run(["enqueue", "--agent", "noop", "--on-complete", "echo started >> \(count); sleep 30", "x"], db: db)
         let first = try BGQBinary.start(["worker", "--poll-interval", "100ms"], db: db)
         #expect(eventually(timeout: 20) { Self.lines(count) == 1 })

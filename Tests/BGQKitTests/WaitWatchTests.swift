@@ -38,8 +38,7 @@ import Testing
     @Test func watchShowsEveryTransitionOnceAcrossWorkerRestarts() throws {
         let db = TempDatabase()
         try BGQBinary.run(["settings", "set", "poll_interval_ms", "100ms"], db: db)
-        try BGQBinary.run(["settings", "set", "lease_timeout_ms", "1500"], db: db)
-        try BGQBinary.run(["settings", "set", "heartbeat_interval_ms", "200"], db: db)
+        try BGQBinary.run(["settings", "set", "heartbeat_interval_ms", "200", "lease_timeout_ms", "1500"], db: db)
         try BGQBinary.run(["enqueue", "--agent", "noop", "before the watch"], db: db)
         let output = db.directory + "/watch.jsonl"
         FileManager.default.createFile(atPath: output, contents: nil)

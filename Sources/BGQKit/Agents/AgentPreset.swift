@@ -19,6 +19,8 @@ public struct AgentPreset: Sendable {
 
     /// Whether sessions run in another process that outlives the worker (exec) rather than over HTTP.
     public var isHTTP: Bool { backend == .opencodeServer || isProviderAPI }
+    /// Its CLI prints structured output with a final answer: a run that ends without one failed.
+    public var promisesResult: Bool { backend == .exec && outputFormat != .plainText }
     /// Calls a provider's API directly (openai, anthropic): needs a model, and keeps the conversation in bgq.
     public var isProviderAPI: Bool { backend == .openai || backend == .anthropic }
 
@@ -118,6 +120,31 @@ public struct AgentRegistry: Sendable {
     }
 
     public func agent(named name: String) -> AgentDefinition? { agents.first { $0.name == name } }
+
+    /// Whether `new` may take its name, and what it replaces (nil for a new name). Replacing needs `force`;
+    /// a built-in name keeps its preset whatever the force, since MCP clients and scripts rely on what
+    /// `claude` or `codex` does (`claude` → `shell` would run every delegated prompt as a shell command).
+    public func checkReplacement(by new: AgentDefinition, force: Bool) throws -> String? {
+        let isBuiltInName = AgentPreset.named(new.name) != nil && new.name != "command"
+        if isBuiltInName && new.preset != new.name {
+            throw BGQError.usage("the built-in agent '\(new.name)' keeps preset \(new.name), even with --force: give your --preset \(new.preset) agent another name")
+        }
+        guard let old = agent(named: new.name) else { return nil }
+        let what = old.isBuiltIn ? "the built-in agent '\(old.name)'" : "agent '\(old.name)' (\(Self.describe(old)))"
+        guard force else {
+            let exists = old.isBuiltIn ? "the built-in agent '\(old.name)' exists" : "agent '\(old.name)' exists (\(Self.describe(old)))"
+            throw BGQError.usage("\(exists): add --force to replace it, or choose another name")
+        }
+        return what
+    }
+
+    static func describe(_ agent: AgentDefinition) -> String {
+        var parts = ["preset \(agent.preset)"]
+        if let executable = agent.executable { parts.append("executable \(executable)") }
+        if let model = agent.model { parts.append("model \(model)") }
+        if let url = agent.url { parts.append("url \(url)") }
+        return parts.joined(separator: ", ")
+    }
 
     /// The agent, or a usage error that lists the known ones.
     public func require(_ name: String) throws -> (AgentDefinition, AgentPreset) {

@@ -218,7 +218,11 @@ public final class ExecBackend: SessionBackend {
     }
 
     public func failureDetail(_ session: ActiveSession) -> String? {
-        guard let directory = session.task.run.directory else { return nil }
+        session.task.run.directory.flatMap(Self.stderrTail)
+    }
+
+    /// The last lines of a run's stderr file, if it has any.
+    public static func stderrTail(directory: String) -> String? {
         let path = directory + "/stderr"
         guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? handle.close() }

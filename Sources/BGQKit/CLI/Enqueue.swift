@@ -24,9 +24,9 @@ extension BGQCommand {
         @Option(help: "The model, as provider/model (default: the agent's).") var model: String?
         @Option(help: "A short description (default: the prompt's first line).") var description: String?
         @Option(help: "A parent id (a task, or an agent session that delegated this work).") var parent: String?
-        @Option(help: "Higher runs first (default 0; from -1000000 to 1000000).") var priority: Int = 0
+        @Option(parsing: .unconditional, help: "Higher runs first (default 0; from -1000000 to 1000000).") var priority: Int = 0
         @Option(help: "Continue this session (ses_…) with a new prompt.") var session: String?
-        @Option(help: "Run again this many times if the agent fails or its worker is lost (0 to 100).") var retries: Int = 0
+        @Option(parsing: .unconditional, help: "Run again this many times if the agent fails or its worker is lost (0 to 100).") var retries: Int = 0
         @Option(name: .customLong("on-complete"), help: "A shell command run once when the task ends, with the task as JSON on stdin.") var onComplete: String?
         @Option(name: .customLong("prompt-file"), help: "Read the prompt from this file.") var promptFile: String?
         @Option(help: "Queue one task per JSON line of this file ('-' for standard input).") var jsonl: String?
@@ -44,8 +44,11 @@ extension BGQCommand {
                 throw ValidationError(prompt == nil ? "give a PROMPT, '-' for standard input, or --prompt-file FILE" : "give either PROMPT or --prompt-file, not both")
             }
             guard agent != nil || session != nil else { throw ValidationError("--agent is required (`bgq agents` lists the agents)") }
-            try TaskInput.checkPriority(priority)
-            try TaskInput.checkRetries(retries)
+            try TaskInput.checkPriority(priority, name: "--priority")
+            try TaskInput.checkRetries(retries, name: "--retries")
+            try TaskInput.refuseRepairedArguments([("the prompt", prompt), ("--model", model), ("--agent", agent), ("--description", description),
+                                                   ("--parent", parent), ("--session", session), ("--on-complete", onComplete),
+                                                   ("--prompt-file", promptFile), ("--jsonl", jsonl)])
         }
 
         func run() throws {
@@ -81,14 +84,34 @@ extension BGQCommand {
 
 /// Checks and builds tasks from what a person typed or a JSONL line.
 enum TaskInput {
-    static func checkPriority(_ value: Int) throws {
+    static func checkPriority(_ value: Int, name: String = "priority") throws {
         guard (-1_000_000...1_000_000).contains(value) else {
-            throw BGQError.usage("priority \(value) is out of range: use a number from -1000000 to 1000000")
+            throw BGQError.usage("\(name) \(value) is out of range: use a number from -1000000 to 1000000")
         }
     }
 
-    static func checkRetries(_ value: Int) throws {
-        guard (0...100).contains(value) else { throw BGQError.usage("retries \(value) is out of range: use a number from 0 to 100") }
+    static func checkRetries(_ value: Int, name: String = "retries") throws {
+        guard (0...100).contains(value) else { throw BGQError.usage("\(name) \(value) is out of range: use a number from 0 to 100") }
+    }
+
+    /// Command-line arguments that are not valid UTF-8, as Swift repaired them (each bad byte became U+FFFD).
+    /// `CommandLine.arguments` repairs silently; the raw argv still has the bytes the person gave.
+    static func repairedArguments() -> [String] {
+        (1..<Int(CommandLine.argc)).compactMap { index in
+            guard let raw = CommandLine.unsafeArgv[index], String(validatingCString: raw) == nil else { return nil }
+            return String(cString: raw)
+        }
+    }
+
+    /// Refuses a value that came from an argument that was not valid UTF-8, as a file or stdin would be
+    /// refused, instead of storing replacement characters the person never typed.
+    static func refuseRepairedArguments(_ values: [(name: String, value: String?)]) throws {
+        let repaired = repairedArguments()
+        guard !repaired.isEmpty else { return }
+        for (name, value) in values {
+            guard let value, repaired.contains(where: { $0 == value || $0.hasSuffix("=" + value) }) else { continue }
+            throw BGQError.usage("\(name) is not valid UTF-8 text: convert it (for example with iconv) and try again")
+        }
     }
 
     /// Reads a file, '-' (standard input), or returns the literal text. Refuses invalid UTF-8.
@@ -111,7 +134,7 @@ enum TaskInput {
 
     static func make(prompt: String, agent: String?, model: String?, description: String?, parent: String?, priority: Int,
                      session: String?, retries: Int, registry: AgentRegistry, store: any QueueStore,
-                     known: KnownAgent? = nil) throws -> NewTask {
+                     known: KnownAgent? = nil, settings: Settings? = nil) throws -> NewTask {
         guard prompt.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) else {
             throw BGQError.usage("the prompt is empty: say what the agent should do")
         }
@@ -120,12 +143,24 @@ enum TaskInput {
         }
         try checkPriority(priority)
         try checkRetries(retries)
+        if let description, !description.unicodeScalars.contains(where: { !$0.properties.isWhitespace }) {
+            throw BGQError.usage("the description is empty: give one, or leave it out to use the prompt's first line")
+        }
+        if let parent, parent.unicodeScalars.allSatisfy(\.properties.isWhitespace) {
+            throw BGQError.usage("the parent is empty: give a task or session id, or leave it out")
+        }
         var agentName = agent
         var sessionID: String?
+        // A continuation runs on its session's model (and counts against that model's limit) unless it names one.
+        var sessionModel: String?
         if let session {
             let id = try store.resolveSessionID(session)
             guard let record = try store.session(id: id) else { throw BGQError.notFound("Session not found: \(id)") }
-            if agentName == nil { agentName = record.agent }
+            if let agentName, agentName != record.agent {
+                throw BGQError.usage("agent '\(agentName)' cannot continue session \(id): it belongs to agent '\(record.agent)'; drop --agent")
+            }
+            agentName = record.agent
+            sessionModel = record.model
             sessionID = id
         }
         guard let agentName else { throw BGQError.usage("--agent is required (`bgq agents` lists the agents)") }
@@ -134,12 +169,14 @@ enum TaskInput {
         if let known, sessionID == nil, known.name == agentName {
             defaultModel = known.model
             needsModel = known.needsModel
+            try known.promptCap.check(prompt, agent: agentName, preset: known.preset)
         } else {
             let (definition, preset) = try registry.require(agentName)
+            try PromptCap.of(definition, preset: preset, settings: try settings ?? store.settings()).check(prompt, agent: agentName, preset: preset)
             if sessionID != nil && !preset.canResume {
                 throw BGQError.usage("agent '\(agentName)' (preset \(preset.name)) cannot continue a session: enqueue a new task without --session")
             }
-            defaultModel = definition.model
+            defaultModel = sessionID != nil ? sessionModel ?? definition.model : definition.model
             needsModel = preset.isProviderAPI
         }
         if needsModel && model == nil && defaultModel == nil {
@@ -167,6 +204,8 @@ enum TaskInput {
         let model: String?
         /// Its preset calls a provider's API, which needs a model.
         var needsModel = false
+        let preset: AgentPreset
+        let promptCap: PromptCap
     }
 
     static let jsonlFields: Set<String> = ["prompt", "agent", "model", "description", "parent", "priority", "session", "retries", "on_complete"]
@@ -205,6 +244,7 @@ enum TaskInput {
         var number = 0
         // The agent of the previous line, looked up once for a run of lines naming the same agent.
         var lastAgent: KnownAgent?
+        let settings = try store.settings()
         func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
         while lineStart <= bytes.count {
             number += 1
@@ -257,10 +297,11 @@ enum TaskInput {
                 let agent = try string(1), model = try string(2), description = try string(3), parent = try string(4)
                 let priority = try integer(5) ?? 0, session = try string(6), retries = try integer(7) ?? 0
                 var task = try make(prompt: prompt, agent: agent, model: model, description: description, parent: parent,
-                                    priority: priority, session: session, retries: retries, registry: registry, store: store, known: lastAgent)
-                if session == nil, let agent, lastAgent?.name != agent, let found = registry.agent(named: agent) {
-                    let preset = AgentPreset.named(found.preset)
-                    lastAgent = KnownAgent(name: agent, model: found.model, needsModel: preset?.isProviderAPI == true)
+                                    priority: priority, session: session, retries: retries, registry: registry, store: store, known: lastAgent,
+                                    settings: settings)
+                if session == nil, let agent, lastAgent?.name != agent, let found = registry.agent(named: agent), let preset = AgentPreset.named(found.preset) {
+                    lastAgent = KnownAgent(name: agent, model: found.model, needsModel: preset.isProviderAPI, preset: preset,
+                                           promptCap: PromptCap.of(found, preset: preset, settings: settings))
                 }
                 task.onComplete = try string(8)
                 tasks.append(task)

@@ -70,15 +70,21 @@ extension BGQCommand {
         @OptionGroup var database: DatabaseOptions
         @Option(help: "A model: provider/model or the bare model name.") var model: String?
         @Option(help: "A provider (shared by all of its models).") var provider: String?
-        @Option(name: .customLong("default"), help: "The default limit per model.") var defaultLimit: Int?
-        @Argument(help: "The limit for --model or --provider.") var value: Int?
+        // Values are read as text so that a negative number reaches the range check instead of being taken for a flag.
+        @Option(name: .customLong("default"), parsing: .unconditional, help: "The default limit per model.") var defaultText: String?
+        @Argument(parsing: .allUnrecognized, help: "The limit for --model or --provider.") var values: [String] = []
+
+        var defaultLimit: Int? { defaultText.flatMap { Int($0) } }
+        var value: Int? { values.first.flatMap { Int($0) } }
 
         func validate() throws {
-            let chosen = [model != nil, provider != nil, defaultLimit != nil].filter { $0 }.count
+            let chosen = [model != nil, provider != nil, defaultText != nil].filter { $0 }.count
             guard chosen == 1 else { throw ValidationError("give exactly one of --model M N, --provider P N, --default N") }
-            if defaultLimit == nil && value == nil { throw ValidationError("give the limit after --model/--provider, e.g. `bgq limits set --provider anthropic 3`") }
-            if defaultLimit != nil && value != nil { throw ValidationError("--default takes its value directly: `bgq limits set --default 5`") }
-            try LimitInput.check(defaultLimit ?? value ?? 0)
+            if let unknown = values.first(where: { $0.hasPrefix("--") }) { throw ValidationError("unknown option '\(unknown.prefix(40))'") }
+            if defaultText == nil && values.isEmpty { throw ValidationError("give the limit after --model/--provider, e.g. `bgq limits set --provider anthropic 3`") }
+            if defaultText != nil && !values.isEmpty { throw ValidationError("--default takes its value directly: `bgq limits set --default 5`") }
+            if values.count > 1 { throw ValidationError("give one limit, e.g. `bgq limits set --provider anthropic 3`") }
+            try LimitInput.check(text: defaultText ?? values[0], what: defaultText != nil ? "--default" : "limit")
             if let model { try LimitInput.checkName(model, what: "model") }
             if let provider { try LimitInput.checkName(provider, what: "provider", allowSlash: false) }
         }
@@ -125,18 +131,23 @@ extension BGQCommand {
             commandName: "import",
             abstract: "Read the background_task block of an oh-my-opencode.json (JSONC: comments and trailing commas allowed).",
             discussion: """
-                Reads providerConcurrency, modelConcurrency, defaultConcurrency and staleTimeoutMs; other fields are reported and ignored.
+                Reads providerConcurrency, modelConcurrency, defaultConcurrency and staleTimeoutMs; any other key is refused
+                (a misspelling would be lost silently) unless --lenient, which reports and ignores it.
 
                 Example:
                   bgq limits import ~/.config/opencode/oh-my-opencode.json
                 """)
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The oh-my-opencode.json file.") var file: String
+        @Flag(help: "Ignore keys of background_task that bgq does not know (misspelled ones too) instead of refusing the file.") var lenient = false
 
         func run() throws {
             guard let data = FileManager.default.contents(atPath: file) else { throw BGQError.usage("cannot read \(file): no such readable file") }
             guard let text = String(data: data, encoding: .utf8) else { throw BGQError.usage("\(file) is not UTF-8 text") }
             let config = try LimitInput.parseOhMyOpenCode(text, file: file)
+            if !lenient, let unknown = config.ignored.first {
+                throw BGQError.usage("\(file): unknown key background_task.\(unknown) (bgq reads \(LimitInput.ohMyOpenCodeKeys.sorted().joined(separator: ", "))): fix its spelling, or add --lenient to ignore it")
+            }
             let store = try database.openStore()
             for (name, value) in config.provider.sorted(by: { $0.key < $1.key }) {
                 try store.setLimit(.provider, name: name, value: value)
@@ -162,8 +173,14 @@ extension BGQCommand {
 
 /// Checks and parses limits.
 enum LimitInput {
-    static func check(_ value: Int) throws {
-        guard (0...1_000_000).contains(value) else { throw BGQError.usage("limit \(value) is out of range: use 0 (unlimited) to 1000000") }
+    static func check(_ value: Int, what: String = "limit") throws {
+        guard (0...1_000_000).contains(value) else { throw BGQError.usage("\(what) \(value) is out of range: use 0 (unlimited) to 1000000") }
+    }
+
+    /// A limit as typed: a whole number in range, or an error naming the option.
+    static func check(text: String, what: String) throws {
+        guard let value = Int(text) else { throw BGQError.usage("\(what) '\(text.prefix(40))' is not a whole number: use 0 (unlimited) to 1000000") }
+        try check(value, what: what)
     }
 
     static func checkName(_ name: String, what: String, allowSlash: Bool = true) throws {
@@ -171,6 +188,8 @@ enum LimitInput {
             throw BGQError.usage("'\(name.prefix(80))' is not a valid \(what) name: no spaces or control characters\(allowSlash ? "" : ", no '/'")")
         }
     }
+
+    static let ohMyOpenCodeKeys: Set<String> = ["providerConcurrency", "modelConcurrency", "defaultConcurrency", "staleTimeoutMs"]
 
     struct OhMyOpenCode {
         var provider: [String: Int] = [:]
@@ -194,7 +213,7 @@ enum LimitInput {
         var config = OhMyOpenCode()
         func number(_ value: JSONValue, _ path: String) throws -> Int {
             guard let int = value.wholeNumber else { throw BGQError.usage("\(file): background_task.\(path) must be a whole number") }
-            try check(int)
+            try check(int, what: "\(file): background_task.\(path)")
             return int
         }
         func map(_ key: String, allowSlash: Bool) throws -> [String: Int] {
@@ -216,8 +235,7 @@ enum LimitInput {
             }
             config.staleTimeoutMs = ms
         }
-        let known: Set<String> = ["providerConcurrency", "modelConcurrency", "defaultConcurrency", "staleTimeoutMs"]
-        config.ignored = block.keys.filter { !known.contains($0) }.sorted()
+        config.ignored = block.keys.filter { !ohMyOpenCodeKeys.contains($0) }.sorted()
         return config
     }
 }

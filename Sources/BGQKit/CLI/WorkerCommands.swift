@@ -21,7 +21,7 @@ extension BGQCommand {
                 """)
 
         @OptionGroup var database: DatabaseOptions
-        @Option(help: "Most sessions this worker runs at once (default 16).") var maxSessions: Int = 16
+        @Option(parsing: .unconditional, help: "Most sessions this worker runs at once (default 16).") var maxSessions: Int = 16
         @Option(help: "How often each session is polled, e.g. 2s or 500ms (default: the database's setting, 2s).") var pollInterval: String?
         @Option(help: "A name shown by `bgq workers` (default: host:pid).") var name: String?
         @Flag(help: "On SIGTERM/SIGINT, let this worker's sessions finish before exiting.") var drain = false
@@ -29,7 +29,7 @@ extension BGQCommand {
         @Flag(help: "Exit when no task is pending or running (for scripts).") var exitWhenIdle = false
 
         func validate() throws {
-            guard (1...100_000).contains(maxSessions) else { throw ValidationError("--max-sessions must be from 1 to 100000") }
+            guard (1...100_000).contains(maxSessions) else { throw ValidationError("--max-sessions \(maxSessions) is out of range: use 1 to 100000") }
             if let pollInterval {
                 guard let ms = parseDuration(pollInterval), (50...600_000).contains(ms) else {
                     throw ValidationError("--poll-interval must be a duration from 50ms to 10m, e.g. 2s")
@@ -40,6 +40,8 @@ extension BGQCommand {
 
         func run() throws {
             let store = try database.openStore()
+            // Contradictory settings (written around `bgq settings set`) stop the worker before it registers.
+            _ = try Settings.checked(stored: try store.storedSettings())
             var options = WorkerOptions(name: name ?? "\(ProcessSupport.hostName):\(getpid())")
             options.maxSessions = maxSessions
             options.pollIntervalMs = pollInterval.flatMap(parseDuration)
@@ -140,7 +142,7 @@ extension BGQCommand {
 
     struct AddAgent: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "add", abstract: "Add or replace an agent.",
+            commandName: "add", abstract: "Add an agent, or replace one with --force.",
             discussion: """
                 Examples:
                   bgq agents add explore --preset claude --model anthropic/claude-sonnet-4-5
@@ -165,6 +167,7 @@ extension BGQCommand {
         @Option(help: "What the agent is for.") var description: String?
         @Option(help: "HTTP presets: the OpenCode server's URL, or the API's base URL.") var url: String?
         @Option(help: "HTTP presets: the name of the worker's environment variable holding the API key or server password.") var apiKeyEnv: String?
+        @Flag(help: "Replace an agent of this name (a built-in one keeps its preset).") var force = false
 
         func validate() throws {
             guard name.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", options: .regularExpression) != nil else {
@@ -208,7 +211,9 @@ extension BGQCommand {
                                         environment: environment, workingDirectory: cwd.map(DatabaseLocation.absolute),
                                         promptVia: AgentDefinition.PromptVia(rawValue: promptVia) ?? .argv, summary: description,
                                         url: url, apiKeyEnv: apiKeyEnv)
+            let replaced = try AgentRegistry(userAgents: try store.userAgents()).checkReplacement(by: agent, force: force)
             try store.saveAgent(agent)
+            if let replaced { print("Agent \(name) saved: replaces \(replaced).") }
             print("Agent \(name) saved (preset \(preset)). Queue work with: bgq enqueue --agent \(name) 'your prompt'")
         }
     }
@@ -265,34 +270,54 @@ extension BGQCommand {
     }
 
     struct SetSetting: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "set", abstract: "Set a setting.",
-                                                               discussion: "Examples:\n  bgq settings set poll_interval_ms 1s\n  bgq settings set lease_timeout_ms 30000")
+        static let configuration = CommandConfiguration(
+            commandName: "set", abstract: "Set one or more settings (checked together).",
+            discussion: """
+                heartbeat_interval_ms must be at most a third of lease_timeout_ms: to lower the lease a lot, set both at once.
+
+                Examples:
+                  bgq settings set poll_interval_ms 1s
+                  bgq settings set heartbeat_interval_ms 500ms lease_timeout_ms 2s
+                """)
         @OptionGroup var database: DatabaseOptions
-        @Argument(help: "The key (see `bgq settings`).") var key: String
-        @Argument(help: "The value: a duration (2s) or milliseconds.") var value: String
+        // Unrecognized inputs too: a value such as -5 must reach the range check, not be taken for a flag.
+        @Argument(parsing: .allUnrecognized, help: "KEY VALUE pairs (see `bgq settings`); times take a duration (2s) or milliseconds.") var pairs: [String] = []
+
+        func validate() throws {
+            guard !pairs.isEmpty, pairs.count % 2 == 0 else {
+                throw ValidationError("give KEY VALUE pairs, e.g. `bgq settings set poll_interval_ms 1s`")
+            }
+        }
 
         func run() throws {
             let store = try database.openStore()
-            if key == "on_complete" {
-                try store.setSetting(key, value)
-                print(value.isEmpty ? "Global completion hook removed." : "Every task that ends from now on runs: \(value)")
-                return
+            var stored = try store.storedSettings()
+            var changes: [(key: String, value: String, shown: String)] = []
+            for index in stride(from: 0, to: pairs.count, by: 2) {
+                let (key, value) = (pairs[index], pairs[index + 1])
+                if key == "on_complete" {
+                    changes.append((key, value, value.isEmpty ? "Global completion hook removed." : "Every task that ends from now on runs: \(value)"))
+                } else if key == Settings.stablePollsKey {
+                    guard let n = Int(value), Settings.stablePollsRange.contains(n) else {
+                        throw BGQError.usage("stable_polls '\(value.prefix(40))' is out of range: use a whole number from 1 to 100")
+                    }
+                    changes.append((key, String(n), "stable_polls set to \(n)."))
+                } else {
+                    guard let entry = Settings.keys.first(where: { $0.key == key }) else {
+                        throw BGQError.usage("unknown setting '\(key.prefix(80))': known are \((Settings.keys.map(\.key) + [Settings.stablePollsKey, "on_complete"]).joined(separator: ", "))")
+                    }
+                    let number = try Settings.parse(value, for: entry)
+                    let unit = entry.unit == .milliseconds ? " ms" : entry.unit == .bytes ? " bytes" : ""
+                    changes.append((key, String(number), "\(key) set to \(number)\(unit); workers pick it up within one poll interval."))
+                }
+                stored[key] = changes[changes.count - 1].value
             }
-            if key == Settings.stablePollsKey {
-                guard let n = Int(value), (1...100).contains(n) else { throw BGQError.usage("stable_polls must be a whole number from 1 to 100") }
-                try store.setSetting(key, String(n))
-                print("stable_polls set to \(n).")
-                return
+            // The new values together with the ones kept: a pair that contradicts another is refused whole.
+            try Settings.checked(stored: stored).validate()
+            for change in changes {
+                try store.setSetting(change.key, change.value)
+                print(change.shown)
             }
-            guard let entry = Settings.keys.first(where: { $0.key == key }) else {
-                throw BGQError.usage("unknown setting '\(key.prefix(80))': known are \((Settings.keys.map(\.key) + [Settings.stablePollsKey]).joined(separator: ", "))")
-            }
-            let ms = value.allSatisfy(\.isNumber) ? Int64(value) : parseDuration(value)
-            guard let ms, entry.range.contains(ms) else {
-                throw BGQError.usage("\(key) must be a duration from \(entry.range.lowerBound) ms to \(entry.range.upperBound) ms, e.g. 30s")
-            }
-            try store.setSetting(key, String(ms))
-            print("\(key) set to \(ms) ms; workers pick it up within one poll interval.")
         }
     }
 
@@ -303,6 +328,9 @@ extension BGQCommand {
         @Argument(help: "The key.") var key: String
         func run() throws {
             let store = try database.openStore()
+            var stored = try store.storedSettings()
+            stored[key] = nil
+            try Settings.checked(stored: stored).validate()
             try store.unsetSetting(key)
             print("\(key) reset to its default.")
         }

@@ -107,6 +107,9 @@ public struct SessionRecord: Sendable, Equatable {
     public var backend: String
     public var externalID: String?
     public var createdAt: Instant
+    /// The model of the session's newest task: a continuation runs on it (and counts against its limit)
+    /// unless it names another.
+    public var model: String? = nil
 }
 
 /// One message of a session, as stored.

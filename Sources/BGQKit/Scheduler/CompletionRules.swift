@@ -24,8 +24,12 @@ public struct SessionSnapshot: Sendable, Equatable {
     /// What keeps the backend from checking the session (its server unreachable): when the stale timeout
     /// comes, this is the error, not inactivity.
     public var problem: String?
+    /// The agent's output format promises a result (Claude Code's `result` line, or the assistant's text for
+    /// codex, gemini and opencode): a run that ends without one did not do its job, whatever its exit code.
+    /// Plain output (`shell`, `llm`, `command`) may legitimately be empty.
+    public var promisesResult: Bool
     public init(status: SessionStatus, messageCount: Int, hasRealOutput: Bool, openTodos: Int, result: String?, resultIsError: Bool = false,
-                problem: String? = nil) {
+                problem: String? = nil, promisesResult: Bool = false) {
         self.status = status
         self.messageCount = messageCount
         self.hasRealOutput = hasRealOutput
@@ -33,6 +37,7 @@ public struct SessionSnapshot: Sendable, Equatable {
         self.result = result
         self.resultIsError = resultIsError
         self.problem = problem
+        self.promisesResult = promisesResult
     }
 }
 
@@ -125,6 +130,9 @@ public struct CompletionRules: Sendable {
         guard exitCode == 0 else {
             let code = exitCode.map { "exit code \($0)" } ?? "no exit status"
             return .fail(error: "agent failed (\(code))" + (detail.map { ": \($0)" } ?? ""), abort: false)
+        }
+        if snapshot.promisesResult && snapshot.result == nil {
+            return .fail(error: "agent printed no result (it exited 0 without a result line or any answer)", abort: false)
         }
         return .complete(result: snapshot.result ?? "")
     }

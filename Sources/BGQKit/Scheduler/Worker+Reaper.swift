@@ -33,6 +33,7 @@ extension Worker {
             }
             return
         }
+        if try endIfItsWorkersKeepDying(task, owner: owner) { return }
         var task = task
         if preset.backend == .exec && task.run.pid == nil && task.run.directory == nil {
             // The worker died after claiming. If it had already started the agent (but not recorded it),
@@ -93,5 +94,32 @@ extension Worker {
                 wantClaim = true
             }
         }
+    }
+
+    /// A task whose owner died, after `max_worker_deaths` deaths in all, ends in error instead of being
+    /// adopted again: whatever it makes workers read (a poison reply) would kill this one too.
+    /// Returns whether it did so (or another worker did first).
+    func endIfItsWorkersKeepDying(_ task: TaskRecord, owner: String) throws -> Bool {
+        let deaths = try store.workerDeaths(taskID: task.id, ownerID: owner)
+        let count = deaths.recorded + 1
+        guard deaths.ownerDied, count >= settings.maxWorkerDeaths else { return false }
+        let error = "worker died \(count) time\(count == 1 ? "" : "s") while running this task; last worker log: \(lastWorkerLog(task, owner: owner))"
+        guard try store.resolveOrphan(task, deadWorkerID: owner, outcome: .failed(error: error)) == .owned else { return true }
+        // Its agent outlived the workers: stop it (a session on another host is gone with its worker's host, or is left to its owner's host).
+        if task.run.host == host { abortSession(task) }
+        log.event("error", task: task.id, "running → error: its workers died \(count) time(s) while running it; not adopted again")
+        wantClaim = true
+        return true
+    }
+
+    /// What bgq knows of the last worker's log: a worker logs to its own stderr, which bgq does not keep,
+    /// so this is the run's stderr file and its last lines.
+    func lastWorkerLog(_ task: TaskRecord, owner: String) -> String {
+        guard let directory = task.run.directory else {
+            return "none kept by bgq (worker \(owner) logged to its own stderr)"
+        }
+        let path = directory + "/stderr"
+        guard let tail = ExecBackend.stderrTail(directory: directory) else { return "\(path) (empty; worker \(owner))" }
+        return "\(path) (worker \(owner)) ends with:\n\(tail)"
     }
 }

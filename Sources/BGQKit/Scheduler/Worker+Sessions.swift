@@ -158,7 +158,8 @@ extension Worker {
         let transcript = session.transcript
         return SessionSnapshot(status: status, messageCount: transcript.messageCount,
                                hasRealOutput: transcript.hasRealOutput || !(final?.text.isEmpty ?? true),
-                               openTodos: transcript.openTodos, result: final?.text, resultIsError: final?.isError ?? false, problem: problem)
+                               openTodos: transcript.openTodos, result: final?.text, resultIsError: final?.isError ?? false, problem: problem,
+                               promisesResult: session.preset.promisesResult)
     }
 
     /// The progress to write, or nil when nothing changed since the last write.

@@ -45,6 +45,8 @@ public final class Worker {
     let host = ProcessSupport.hostName
     public private(set) var workerID = ""
     var settings = Settings()
+    /// Stored settings that contradict each other, already reported.
+    var rejectedSettings: Settings?
     var registry = AgentRegistry(userAgents: [])
     var sessions: [String: ActiveSession] = [:]
     var aborts: [PendingAbort] = []
@@ -226,7 +228,15 @@ public final class Worker {
 
     /// Settings may change while the worker runs; the queued TTL is enforced by whoever notices first.
     func maintenance() throws {
-        settings = try store.settings()
+        let loaded = try store.settings()
+        do {
+            try loaded.validate()
+            settings = loaded
+        } catch {
+            // Written around `bgq settings set`: keep the settings this worker runs on, and say so once.
+            if rejectedSettings != loaded { log.event("warning", "settings not applied: \(error)") }
+            rejectedSettings = loaded
+        }
         registry = AgentRegistry(userAgents: try store.userAgents())
         for session in sessions.values { session.agent = registry.agent(named: session.task.agent) ?? session.agent }
         let now = monotonic

@@ -58,6 +58,9 @@ public protocol QueueStore: AnyObject {
     func orphanedTasks() throws -> [TaskRecord]
     func adopt(_ task: TaskRecord, from deadWorkerID: String, by workerID: String, reason: String) throws -> Ownership
     func resolveOrphan(_ task: TaskRecord, deadWorkerID: String, outcome: TaskOutcome) throws -> Ownership
+    /// Workers that died holding the task so far (`adopt` and `resolveOrphan` count a dead owner), and
+    /// whether its current owner is dead rather than stopped.
+    func workerDeaths(taskID: String, ownerID: String) throws -> (recorded: Int, ownerDied: Bool)
 
     // Completion hooks
     func claimHooks(workerID: String, limit: Int) throws -> [HookRun]

@@ -294,13 +294,38 @@ extension SQLiteStore {
             let changed = try connection.run("""
                 UPDATE tasks SET worker_id = ?, status_changed_at = ?, status_reason = ? WHERE \(Self.ownedGuard)
                 """, [.text(workerID), .text(time), .text(reason)] + Self.guardArguments(task, workerID: deadWorkerID))
-            return changed == 1 ? .owned : .lost
+            guard changed == 1 else { return .lost }
+            try countWorkerDeath(taskID: task.id, workerID: deadWorkerID)
+            return .owned
         }
     }
 
     /// Ends or requeues a dead worker's task (the reaper's side of `finish`).
     public func resolveOrphan(_ task: TaskRecord, deadWorkerID: String, outcome: TaskOutcome) throws -> Ownership {
-        try write { try transitionInTransaction(task, ownerID: deadWorkerID, outcome: outcome, at: now) }
+        try write {
+            let ownership = try transitionInTransaction(task, ownerID: deadWorkerID, outcome: outcome, at: now)
+            if ownership == .owned { try countWorkerDeath(taskID: task.id, workerID: deadWorkerID) }
+            return ownership
+        }
+    }
+
+    /// Counts the death of the worker that held the task, in the transaction that took the task from it;
+    /// a worker that stopped cleanly is not counted.
+    func countWorkerDeath(taskID: String, workerID: String) throws {
+        try connection.run("""
+            UPDATE tasks SET worker_deaths = worker_deaths + 1
+            WHERE id = ? AND EXISTS (SELECT 1 FROM workers WHERE id = ? AND state = 'dead')
+            """, [.text(taskID), .text(workerID)])
+    }
+
+    /// How many of the task's workers died holding it so far, and whether its current owner is dead
+    /// (rather than stopped): the reaper's question before it adopts the task once more.
+    public func workerDeaths(taskID: String, ownerID: String) throws -> (recorded: Int, ownerDied: Bool) {
+        try read {
+            try connection.queryFirst("""
+                SELECT worker_deaths, EXISTS (SELECT 1 FROM workers WHERE id = ? AND state = 'dead') FROM tasks WHERE id = ?
+                """, [.text(ownerID), .text(taskID)]) { ($0.int(0), $0.int(1) == 1) } ?? (0, false)
+        }
     }
 
     /// Running tasks of this worker (to resume after a restart of the loop, or for `bgq workers`).

@@ -68,7 +68,7 @@ extension SQLiteStore {
         var settings = Settings()
         let stored = try connection.query("SELECT key, value FROM settings") { ($0.text(0), $0.text(1)) }
         for (key, value) in stored {
-            if key == Settings.stablePollsKey, let number = Int(value), number >= 1 { settings.stablePolls = number }
+            if key == Settings.stablePollsKey, let number = Int(value), Settings.stablePollsRange.contains(number) { settings.stablePolls = number }
             if let entry = Settings.keys.first(where: { $0.key == key }), let number = Int64(value), entry.range.contains(number) {
                 settings[keyPath: entry.path] = number
             }

@@ -195,9 +195,14 @@ extension SQLiteStore {
 
     public func session(id: String) throws -> SessionRecord? {
         try read {
-            try connection.queryFirst("SELECT id, agent, backend, external_id, created_at FROM sessions WHERE id = ?", [.text(id)]) { row in
+            // The newest task's model, through the tasks_session index.
+            try connection.queryFirst("""
+                SELECT id, agent, backend, external_id, created_at,
+                       (SELECT model FROM tasks WHERE session_id = sessions.id ORDER BY seq DESC LIMIT 1)
+                FROM sessions WHERE id = ?
+                """, [.text(id)]) { row in
                 SessionRecord(id: row.text(0), agent: row.text(1), backend: row.text(2), externalID: row.optionalText(3),
-                              createdAt: Self.instant(row, 4) ?? Instant(milliseconds: 0))
+                              createdAt: Self.instant(row, 4) ?? Instant(milliseconds: 0), model: row.optionalText(5))
             }
         }
     }

@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+@testable import BGQKit
+
+/// Settings are checked against each other; numeric options and settings refuse out-of-range values with an
+/// error that names them; `limits import` names the offending key.
+@Suite struct SettingsValidationTests {
+    @Test func aHeartbeatNotWellBelowTheLeaseIsRefused() throws {
+        let db = TempDatabase()
+        let lease = try BGQBinary.run(["settings", "set", "lease_timeout_ms", "5s"], db: db)
+        #expect(lease.status == 2, "\(lease.stderr)")
+        #expect(lease.stderr.contains("heartbeat_interval_ms (5000 ms)") && lease.stderr.contains("lease_timeout_ms (5000 ms)"), "\(lease.stderr)")
+        #expect(lease.stderr.contains("a third"), "\(lease.stderr)")
+        let heartbeat = try BGQBinary.run(["settings", "set", "heartbeat_interval_ms", "1h"], db: db)
+        #expect(heartbeat.status == 2, "\(heartbeat.stderr)")
+        #expect(try db.store().storedSettings().isEmpty, "nothing was stored")
+        // Both at once, in one command: checked together.
+        let both = try BGQBinary.run(["settings", "set", "heartbeat_interval_ms", "500ms", "lease_timeout_ms", "1500"], db: db)
+        #expect(both.status == 0, "\(both.stderr)")
+        #expect(try db.store().settings().leaseTimeoutMs == 1500)
+    }
+
+    @Test func aWorkerRefusesToStartOnContradictorySettings() throws {
+        let db = TempDatabase()
+        let store = try db.store()
+        try store.setSetting("heartbeat_interval_ms", "3600000")
+        try store.setSetting("lease_timeout_ms", "5000")
+        let worker = try BGQBinary.run(["worker", "--exit-when-idle"], db: db, timeout: 30)
+        #expect(worker.status == 2, "\(worker.stderr)")
+        #expect(worker.stderr.contains("heartbeat_interval_ms") && worker.stderr.contains("lease_timeout_ms"), "\(worker.stderr)")
+        #expect(try store.listWorkers(includeGone: true).isEmpty, "no worker registered")
+    }
+
+    @Test(arguments: [
+        (["limits", "set", "--default", "-1"], "--default"),
+        (["limits", "set", "--model", "local/a", "-2"], "limit"),
+        (["limits", "set", "--default", "1000001"], "--default"),
+        (["enqueue", "--agent", "shell", "--retries", "-1", "true"], "--retries"),
+        (["enqueue", "--agent", "shell", "--priority", "-2000000", "true"], "--priority"),
+        (["worker", "--max-sessions", "-2"], "--max-sessions"),
+        (["settings", "set", "poll_interval_ms", "-5"], "poll_interval_ms"),
+        (["settings", "set", "stable_polls", "-1"], "stable_polls"),
+    ])
+    func negativeAndOutOfRangeNumbersAreNamed(_ arguments: [String], _ name: String) throws {
+        let db = TempDatabase()
+        let result = try BGQBinary.run(arguments, db: db)
+        #expect(result.status == 2, "\(arguments): \(result.stderr)")
+        #expect(result.stderr.contains(name) && result.stderr.contains("out of range"), "\(arguments): \(result.stderr)")
+        #expect(!result.stderr.contains("Missing"), "\(arguments): \(result.stderr)")
+    }
+
+    @Test func aNegativePriorityIsANumberNotAFlag() throws {
+        let db = TempDatabase()
+        let result = try BGQBinary.run(["enqueue", "--agent", "shell", "--priority", "-5", "--json", "true"], db: db)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try db.store().listTasks(TaskFilter()).first?.priority == -5)
+    }
+
+    @Test func limitsImportNamesTheOffendingKeyAndRefusesMisspelledOnes() throws {
+        let db = TempDatabase()
+        let file = db.directory + "/omo.json"
+        try #"{"background_task": {"providerConcurency": {"anthropic": 2}, "defaultConcurrency": 3}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let misspelled = try BGQBinary.run(["limits", "import", file], db: db)
+        #expect(misspelled.status == 2, "\(misspelled.stderr)")
+        #expect(misspelled.stderr.contains("background_task.providerConcurency") && misspelled.stderr.contains("--lenient"), "\(misspelled.stderr)")
+        #expect(try db.store().limits() == Limits(), "nothing was imported")
+        let lenient = try BGQBinary.run(["limits", "import", "--lenient", file], db: db)
+        #expect(lenient.status == 0, "\(lenient.stderr)")
+        #expect(lenient.stderr.contains("ignored background_task.providerConcurency"))
+        #expect(try db.store().limits().defaultLimit == 3)
+
+        try #"{"background_task": {"modelConcurrency": {"anthropic/claude-opus-4-5": -1}}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let negative = try BGQBinary.run(["limits", "import", file], db: db)
+        #expect(negative.status == 2)
+        #expect(negative.stderr.contains("background_task.modelConcurrency.anthropic/claude-opus-4-5") && negative.stderr.contains("out of range"), "\(negative.stderr)")
+    }
+}
