@@ -40,8 +40,8 @@ extension BGQCommand {
     }
 }
 
-/// Answers MCP messages: the lifecycle and utility methods on the reading thread (they are instant), each
-/// `tools/call` on a thread of its own.
+/// Answers MCP messages: the lifecycle and utility methods on the reading thread (they are instant),
+/// `tools/call` on a queue of their own, and each wait for a task on a thread of its own.
 final class MCPServer: Sendable {
     /// The revision bgq implements; the answer to a client asking for one bgq does not know.
     static let latestProtocolVersion = "2025-11-25"
@@ -51,6 +51,7 @@ final class MCPServer: Sendable {
     let tools: MCPTools
     let writer: MessageWriter
     let inFlight = InFlightRequests()
+    private let calls = DispatchQueue(label: "bgq.mcp.tool-calls")
 
     init(tools: MCPTools, writer: MessageWriter) {
         self.tools = tools
@@ -127,12 +128,18 @@ final class MCPServer: Sendable {
         guard inFlight.start(context) else {
             throw JSONRPCError(.invalidRequest, "request id \(id) is already in use by a request in flight")
         }
+        // Immediate parts run one at a time in arrival order (a cancel sent before a look at the task is
+        // seen by it); each wait moves to a thread of its own, so the queue is never held by one.
         let tools = self.tools, writer = self.writer, inFlight = self.inFlight, toolArguments = arguments
-        Thread.detachNewThread {
-            let outcome = tools.call(tool, toolArguments, context)
+        let answer = { @Sendable (outcome: ToolOutcome) in
             inFlight.finish(context) {
                 writer.result(id: id, ["content": [["type": "text", "text": .string(outcome.text)]], "isError": .bool(outcome.isError)])
             }
+        }
+        calls.async {
+            let step = tools.call(tool, toolArguments)
+            guard case .wait = step else { return answer(tools.finish(step, context)) }
+            Thread.detachNewThread { answer(tools.finish(step, context)) }
         }
     }
 }

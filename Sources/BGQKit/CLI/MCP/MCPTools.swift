@@ -15,6 +15,13 @@ struct ToolOutcome: Equatable, Sendable {
     var isError: Bool
 }
 
+/// Where a tool call stands after its immediate part: answered, or waiting for a task to end.
+enum ToolStep: Equatable, Sendable {
+    case done(ToolOutcome)
+    /// Wait up to `milliseconds` for the task, then describe it; a foreground delegate's failed task is an error.
+    case wait(taskID: String, milliseconds: Int64, errorWhenFailed: Bool)
+}
+
 /// One store connection shared by the tool threads, one call at a time: SQLite connections and their
 /// statements are not for concurrent use, and each call holds it only for a few queries (a wait takes
 /// it once per poll), so a waiting tool never keeps another from the store.
@@ -77,30 +84,45 @@ final class MCPTools: Sendable {
         ["type": "object", "properties": .object(properties), "required": .array(required.map(JSONValue.string)), "additionalProperties": false]
     }
 
-    /// Runs a tool: arguments that do not fit its schema, and every failure, are an error result, not a
+    /// Runs a tool's immediate part (checks, enqueue, cancel, a look at a task); a wait is left to
+    /// `finish`. Arguments that do not fit the schema, and every failure, are an error result, not a
     /// protocol error (MCP 2025-11-25: the model sees the message and can correct the call).
-    func call(_ tool: ToolDefinition, _ arguments: [String: JSONValue], _ request: RequestContext) -> ToolOutcome {
+    func call(_ tool: ToolDefinition, _ arguments: [String: JSONValue]) -> ToolStep {
         let problems = ToolSchema(schema: tool.inputSchema).problems(in: arguments)
         guard problems.isEmpty else {
-            return ToolOutcome(text: "[ERROR] Invalid arguments for \(tool.name): \(problems.joined(separator: "; ")).", isError: true)
+            return .done(ToolOutcome(text: "[ERROR] Invalid arguments for \(tool.name): \(problems.joined(separator: "; ")).", isError: true))
         }
         do {
             switch tool.name {
-            case "delegate_task": return try delegate(arguments, request)
-            case "background_output": return try output(arguments, request)
-            default: return try cancel(arguments)
+            case "delegate_task": return try delegate(arguments)
+            case "background_output": return try output(arguments)
+            default: return .done(try cancel(arguments))
             }
         } catch {
-            return ToolOutcome(text: "[ERROR] \(error)", isError: true)
+            return .done(ToolOutcome(text: "[ERROR] \(error)", isError: true))
+        }
+    }
+
+    /// Waits as the step says and describes how it ended.
+    func finish(_ step: ToolStep, _ request: RequestContext) -> ToolOutcome {
+        switch step {
+        case .done(let outcome):
+            return outcome
+        case .wait(let id, let timeoutMs, let errorWhenFailed):
+            do {
+                return try describe(try wait(for: id, milliseconds: timeoutMs, request), timeoutMs: timeoutMs, errorWhenFailed: errorWhenFailed)
+            } catch {
+                return ToolOutcome(text: "[ERROR] \(error)", isError: true)
+            }
         }
     }
 
     // MARK: - Tools
 
-    private func delegate(_ arguments: [String: JSONValue], _ request: RequestContext) throws -> ToolOutcome {
+    private func delegate(_ arguments: [String: JSONValue]) throws -> ToolStep {
         let agent = arguments["agent"]?.string, session = arguments["session_id"]?.string
         guard let prompt = arguments["prompt"]?.string, let description = arguments["description"]?.string, agent != nil || session != nil else {
-            return ToolOutcome(text: "[ERROR] Invalid arguments: delegate_task needs description, prompt and agent (strings; agent may be left out with session_id).", isError: true)
+            return .done(ToolOutcome(text: "[ERROR] Invalid arguments: delegate_task needs description, prompt and agent (strings; agent may be left out with session_id).", isError: true))
         }
         let stored: TaskRecord? = try store.with { store in
             let registry = AgentRegistry(userAgents: try store.userAgents())
@@ -108,12 +130,11 @@ final class MCPTools: Sendable {
                                           priority: 0, session: session, retries: 0, registry: registry, store: store)
             return try store.enqueue([task]).first
         }
-        guard let stored else { return ToolOutcome(text: "[ERROR] the task was not stored", isError: true) }
+        guard let stored else { return .done(ToolOutcome(text: "[ERROR] the task was not stored", isError: true)) }
         if arguments["run_in_background"]?.bool == false {
-            let waited = try wait(for: stored.id, milliseconds: Self.maximumWaitMilliseconds, request)
-            return try describe(waited, timeoutMs: Self.maximumWaitMilliseconds, errorWhenFailed: true)
+            return .wait(taskID: stored.id, milliseconds: Self.maximumWaitMilliseconds, errorWhenFailed: true)
         }
-        return ToolOutcome(text: """
+        return .done(ToolOutcome(text: """
             Background task launched.
 
             Task ID: \(stored.id)
@@ -123,19 +144,21 @@ final class MCPTools: Sendable {
             Status: \(stored.status.rawValue)
 
             System notifies on completion. Use background_output with task_id="\(stored.id)" to check.
-            """, isError: false)
+            """, isError: false))
     }
 
-    private func output(_ arguments: [String: JSONValue], _ request: RequestContext) throws -> ToolOutcome {
+    private func output(_ arguments: [String: JSONValue]) throws -> ToolStep {
         let text = arguments["task_id"]?.string ?? ""
         guard let id = try store.with({ store in try? store.resolveTaskID(text) }) else {
-            return ToolOutcome(text: "Task not found: \(text)", isError: true)
+            return .done(ToolOutcome(text: "Task not found: \(text)", isError: true))
         }
-        let timeoutMs = min(Int64(arguments["timeout"]?.number ?? 60_000), Self.maximumWaitMilliseconds)
-        if arguments["block"]?.bool == true {
-            return try describe(try wait(for: id, milliseconds: timeoutMs, request), timeoutMs: timeoutMs, errorWhenFailed: false)
+        // Clamped as a Double first: Int64(1e300) would trap.
+        let timeoutMs = Int64(min(arguments["timeout"]?.number ?? 60_000, Double(Self.maximumWaitMilliseconds)))
+        let task = try store.with { try $0.requireTask(id: id) }
+        if arguments["block"]?.bool == true && !task.status.isTerminal {
+            return .wait(taskID: id, milliseconds: timeoutMs, errorWhenFailed: false)
         }
-        return try describe(.ended(try store.with { try $0.requireTask(id: id) }), timeoutMs: timeoutMs, errorWhenFailed: false)
+        return .done(try describe(.ended(task), timeoutMs: timeoutMs, errorWhenFailed: false))
     }
 
     private func cancel(_ arguments: [String: JSONValue]) throws -> ToolOutcome {
