@@ -44,9 +44,6 @@ public struct BGQCommand: ParsableCommand {
         } catch let error as CommandFailure {
             printError(error.message)
             Foundation.exit(error.code)
-        } catch let error as SQLiteError {
-            printError("bgq: database error: \(error.message) (SQLite code \(error.extendedCode))")
-            Foundation.exit(ExitStatus.database)
         } catch let error as ExitCode {
             Foundation.exit(error.rawValue)
         } catch {
@@ -54,6 +51,12 @@ public struct BGQCommand: ParsableCommand {
             if code == .success {
                 print(fullMessage(for: error))
                 Foundation.exit(ExitStatus.success)
+            }
+            // ArgumentParser says EX_USAGE for what it could not parse or validate; any other error is a
+            // failure bgq did not type (a bug to report), never a usage error.
+            guard code == .validationFailure else {
+                printError("bgq: \(String(describing: error).split(separator: "\n").first.map(String.init) ?? "unexpected error")")
+                Foundation.exit(ExitStatus.failure)
             }
             // One line: what is wrong, and where the help is (ArgumentParser's own text spans several).
             let full = fullMessage(for: error)
