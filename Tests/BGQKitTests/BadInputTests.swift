@@ -327,6 +327,7 @@ func expectCleanErrorOutput(_ result: CommandResult, sourceLocation: SourceLocat
         var runs: [(process: Process, out: Pipe, err: Pipe)] = []
         let group = DispatchGroup()
         nonisolated(unsafe) var errors = [String](repeating: "", count: processes)
+        let errorsLock = NSLock()  // the readers run on several threads, and each write modifies the whole array
         // Start all of them first (on a database that does not exist yet), then feed them.
         for index in 0..<processes {
             let process = Process()
@@ -347,7 +348,8 @@ func expectCleanErrorOutput(_ result: CommandResult, sourceLocation: SourceLocat
             }
             DispatchQueue.global().async(group: group) { _ = out.fileHandleForReading.readDataToEndOfFile() }
             DispatchQueue.global().async(group: group) {
-                errors[index] = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                errorsLock.withLock { errors[index] = text }
             }
             runs.append((process, out, err))
         }

@@ -34,8 +34,13 @@ public struct BGQCommand: ParsableCommand {
         sigaddset(&stopSignals, SIGINT)
         sigaddset(&stopSignals, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
+        var command: ParsableCommand
         do {
-            var command = try parseAsRoot(arguments)
+            command = try parseAsRoot(arguments)
+        } catch {
+            exitForBadArguments(error)
+        }
+        do {
             try command.run()
             Foundation.exit(ExitStatus.success)
         } catch let error as BGQError {
@@ -44,26 +49,33 @@ public struct BGQCommand: ParsableCommand {
         } catch let error as CommandFailure {
             printError(error.message)
             Foundation.exit(error.code)
-        } catch let error as SQLiteError {
-            printError("bgq: database error: \(error.message) (SQLite code \(error.extendedCode))")
-            Foundation.exit(ExitStatus.database)
         } catch let error as ExitCode {
             Foundation.exit(error.rawValue)
         } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                print(fullMessage(for: error))
-                Foundation.exit(ExitStatus.success)
+            // `--help` (run by ArgumentParser's own help command) and a ValidationError thrown while running are
+            // ArgumentParser's; anything else is a failure bgq did not type (a bug to report), never a usage error.
+            guard [ExitCode.success, .validationFailure].contains(exitCode(for: error)) else {
+                printError("bgq: \(String(describing: error).split(separator: "\n").first.map(String.init) ?? "unexpected error")")
+                Foundation.exit(ExitStatus.failure)
             }
-            // One line: what is wrong, and where the help is (ArgumentParser's own text spans several).
-            let full = fullMessage(for: error)
-            let hint = full.split(separator: "\n").first { $0.contains("See '") }
-                .map { " (" + $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "See ", with: "see ") + ")" } ?? ""
-            var text = message(for: error).split(separator: "\n").first.map(String.init) ?? full
-            if text.hasPrefix("Error: ") { text.removeFirst(7) }
-            printError("bgq: " + text + hint)
-            Foundation.exit(ExitStatus.usage)
+            exitForBadArguments(error)
         }
+    }
+
+    /// What parsing and `validate()` refused (or `--help`, `--version`): one line and exit 2, or the help and exit 0.
+    static func exitForBadArguments(_ error: Error) -> Never {
+        if exitCode(for: error) == .success {
+            print(fullMessage(for: error))
+            Foundation.exit(ExitStatus.success)
+        }
+        // One line: what is wrong, and where the help is (ArgumentParser's own text spans several).
+        let full = fullMessage(for: error)
+        let hint = full.split(separator: "\n").first { $0.contains("See '") }
+            .map { " (" + $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "See ", with: "see ") + ")" } ?? ""
+        var text = message(for: error).split(separator: "\n").first.map(String.init) ?? full
+        if text.hasPrefix("Error: ") { text.removeFirst(7) }
+        printError("bgq: " + text + hint)
+        Foundation.exit(ExitStatus.usage)
     }
 }
 

@@ -306,6 +306,8 @@ enum TaskInput {
                 task.onComplete = try string(8)
                 tasks.append(task)
             } catch let error as BGQError {
+                // A database that cannot answer (locked, corrupt) is no fault of the line: keep its exit code.
+                if case .database = error { throw error }
                 throw BGQError.usage("JSONL line \(number): \(error.description); nothing was enqueued")
             }
         }

@@ -68,8 +68,10 @@ extension BGQCommand {
                     print(Render.status(task, lastMessage: last, now: now))
                 }
             }
-            if timedOut { throw ExitCode(ExitStatus.timeout) }
-            if block && task.status != .completed { throw ExitCode(ExitStatus.failure) }
+            if timedOut {
+                throw BGQError.timeout("task \(id) is still \(task.status.rawValue) after \(Int(timeout * 1000)) ms; wait longer with --timeout SECONDS")
+            }
+            if block && task.status != .completed { throw BGQError.failure("task \(id) ended \(task.status.rawValue), not completed") }
         }
     }
 
@@ -103,14 +105,14 @@ extension BGQCommand {
                 throw CommandFailure(message: "[ERROR] Invalid arguments: Either provide a task id or pass --all to cancel all running tasks.", code: ExitStatus.usage)
             }
             let store = try database.openStore(create: false)
-            var failures: [String] = []
+            var failures: [(message: String, code: Int32)] = []
             var targets: [String] = []
             if all {
                 targets = try store.activeTaskIDs(parentID: parent)
             }
             for text in ids {
                 do { targets.append(try store.resolveTaskID(text)) } catch let error as BGQError {
-                    if case .notFound = error { failures.append("[ERROR] Task not found: \(text)") } else { throw error }
+                    if case .notFound = error { failures.append(("[ERROR] Task not found: \(text)", ExitStatus.notFound)) } else { throw error }
                 }
             }
             var outcomes = try store.cancel(taskIDs: targets)
@@ -136,19 +138,20 @@ extension BGQCommand {
                 switch outcome {
                 case .cancelled(let task), .requested(let task): rows.append(task)
                 case .alreadyFinished(let task):
-                    failures.append("[ERROR] Cannot cancel task \(task.id): current status is \"\(task.status.rawValue)\".\nOnly running or pending tasks can be cancelled.")
+                    failures.append(("[ERROR] Cannot cancel task \(task.id): current status is \"\(task.status.rawValue)\".\nOnly running or pending tasks can be cancelled.",
+                                     ExitStatus.failure))
                 }
             }
             if json {
-                print(Render.json(["cancelled": rows.map(Render.taskJSON), "errors": failures] as [String: Any]))
+                print(Render.json(["cancelled": rows.map(Render.taskJSON), "errors": failures.map(\.message)] as [String: Any]))
             } else if !rows.isEmpty {
                 print(Self.render(rows))
             } else if all {
                 print("No running or pending tasks to cancel.")
             }
             if !failures.isEmpty {
-                throw CommandFailure(message: failures.joined(separator: "\n"),
-                                     code: failures.allSatisfy { $0.hasPrefix("[ERROR] Task not found") } ? ExitStatus.notFound : ExitStatus.failure)
+                throw CommandFailure(message: failures.map(\.message).joined(separator: "\n"),
+                                     code: failures.allSatisfy { $0.code == ExitStatus.notFound } ? ExitStatus.notFound : ExitStatus.failure)
             }
         }
 

@@ -61,7 +61,7 @@ extension BGQCommand {
                 if let deadline, now >= deadline {
                     if live { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)) }
                     print("Timeout exceeded (\(Int((timeout ?? 0) * 1000))ms). \(targets.count - finished.count) task(s) still in progress.")
-                    throw ExitCode(ExitStatus.timeout)
+                    throw BGQError.timeout("\(targets.count - finished.count) of \(targets.count) task(s) still in progress after \(Int((timeout ?? 0) * 1000)) ms")
                 }
                 if live && lastDraw.map({ now - $0 >= 500 }) ?? true {
                     lastDraw = now
@@ -76,6 +76,7 @@ extension BGQCommand {
             }
             let tasks = targets.compactMap { finished[$0] }
             print(Notices.allFinished(tasks))
+            // The summary just printed is the report (and ends the output on a terminal): exit 1, silently.
             if tasks.contains(where: { $0.status != .completed }) { throw ExitCode(ExitStatus.failure) }
         }
 

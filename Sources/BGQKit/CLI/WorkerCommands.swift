@@ -48,14 +48,7 @@ extension BGQCommand {
             options.drain = drain
             options.logFormat = WorkerLog.Format(rawValue: logFormat) ?? .text
             options.exitWhenIdle = exitWhenIdle
-            let worker = Worker(store: store, options: options)
-            do {
-                try worker.run()
-            } catch let error as BGQError {
-                throw error
-            } catch let error as SQLiteError {
-                throw Database.describe(error, path: store.path)
-            }
+            try Worker(store: store, options: options).run()
         }
     }
 

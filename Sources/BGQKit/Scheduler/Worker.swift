@@ -124,19 +124,13 @@ public final class Worker {
                     log.event("recovered", "the database takes writes again")
                     failures = 0
                 }
-            } catch let error as BGQError {
-                guard case .databaseUnavailable(let message) = error else { throw error }
+            } catch BGQError.database(let problem) where problem.isTransient {
                 failures += 1
                 let delay = min(5000, 100 << min(failures, 6))
                 if failures == 1 || failures % 20 == 0 {
-                    log.event("waiting", "\(message); trying again in \(delay) ms (sessions keep running)")
+                    log.event("waiting", "\(problem.message); trying again in \(delay) ms (sessions keep running)")
                 }
                 usleep(useconds_t(delay * 1000))
-            } catch let error as SQLiteError {
-                let described = Database.describe(error, path: store.path)
-                guard case .databaseUnavailable = described else { throw described }
-                failures += 1
-                usleep(useconds_t(min(5000, 100 << min(failures, 6)) * 1000))
             }
         }
     }
@@ -213,7 +207,7 @@ public final class Worker {
         guard let current, current == expected else {
             let what = current == nil ? "deleted" : "replaced by another file"
             log.event("stopped", "the database file \(store.path) was \(what) while this worker ran; stopping")
-            throw BGQError.database("the database file \(store.path) was \(what) while this worker ran: the worker stopped (its agent processes keep running). Start workers on the database you mean to use")
+            throw BGQError.database(.replaced, "the database file \(store.path) was \(what) while this worker ran: the worker stopped (its agent processes keep running). Start workers on the database you mean to use")
         }
     }
 

@@ -23,7 +23,7 @@ public enum Database {
         let exists = FileManager.default.fileExists(atPath: path)
         if !exists {
             guard create else {
-                throw BGQError.database("no bgq database at \(path): enqueue a task or start a worker to create it, or pass --db")
+                throw BGQError.database(.missing, "no bgq database at \(path): enqueue a task or start a worker to create it, or pass --db")
             }
             let directory = (path as NSString).deletingLastPathComponent
             try PrivateFiles.makeDirectory(directory)
@@ -33,7 +33,7 @@ public enum Database {
         do {
             connection = try Connection(path: path, create: false, busyTimeoutMilliseconds: timeout)
         } catch let error as SQLiteError {
-            throw describe(error, path: path)
+            throw typed(error, path: path)
         }
         do {
             try checkIdentity(connection)
@@ -45,7 +45,7 @@ public enum Database {
             // Commands that only read open it as immutable (no locks, no writes) instead.
             return try openImmutable(path: path)
         } catch let error as SQLiteError {
-            throw describe(error, path: path)
+            throw typed(error, path: path)
         }
         return connection
     }
@@ -60,11 +60,11 @@ public enum Database {
             try checkIdentity(connection)
             let version = try connection.queryFirst("PRAGMA user_version") { $0.int(0) } ?? 0
             guard version == latestVersion else {
-                throw BGQError.database("\(path) is read-only and has schema version \(version) (this bgq needs \(latestVersion)); open it once with write access")
+                throw BGQError.database(.needsUpgrade, "\(path) is read-only and has schema version \(version) (this bgq needs \(latestVersion)); open it once with write access")
             }
             return connection
         } catch let error as SQLiteError {
-            throw describe(error, path: path)
+            throw typed(error, path: path)
         }
     }
 
@@ -90,10 +90,10 @@ public enum Database {
         let objectCount = try connection.queryFirst("SELECT count(*) FROM sqlite_schema") { $0.int(0) } ?? 0
         if applicationID == 0 && userVersion == 0 && objectCount == 0 { return }  // a new, empty database
         guard applicationID == Database.applicationID else {
-            throw BGQError.database("\(connection.path) is a SQLite database but not a bgq database (application_id \(applicationID)); it was left untouched: pass another path with --db or BGQ_DB")
+            throw BGQError.database(.notBGQ, "\(connection.path) is a SQLite database but not a bgq database (application_id \(applicationID)); it was left untouched: pass another path with --db or BGQ_DB")
         }
         if userVersion > latestVersion {
-            throw BGQError.database("\(connection.path) was written by a newer bgq (schema version \(userVersion); this bgq knows up to \(latestVersion)); it was left untouched: upgrade bgq")
+            throw BGQError.database(.newerSchema, "\(connection.path) was written by a newer bgq (schema version \(userVersion); this bgq knows up to \(latestVersion)); it was left untouched: upgrade bgq")
         }
     }
 
@@ -121,7 +121,7 @@ public enum Database {
             }
         }
         if mode.lowercased() != "wal" && !connection.isReadOnly {
-            throw BGQError.database("\(connection.path): SQLite refused WAL mode (journal_mode is '\(mode)'); bgq needs a local file system that supports shared memory")
+            throw BGQError.database(.unsupported, "\(connection.path): SQLite refused WAL mode (journal_mode is '\(mode)'); bgq needs a local file system that supports shared memory")
         }
     }
 
@@ -131,7 +131,7 @@ public enum Database {
         let current = try connection.queryFirst("PRAGMA user_version") { $0.int(0) } ?? 0
         guard current < latestVersion else { return }
         if connection.isReadOnly {
-            throw BGQError.database("\(connection.path) is read-only and needs schema version \(latestVersion) (it has \(current)); open it once with write access")
+            throw BGQError.database(.needsUpgrade, "\(connection.path) is read-only and needs schema version \(latestVersion) (it has \(current)); open it once with write access")
         }
         for migration in migrations {
             try connection.transaction(.immediate) {
@@ -152,31 +152,5 @@ public enum Database {
                 try connection.execute("PRAGMA user_version = \(migration.version)")
             }
         }
-    }
-
-    /// Turns a SQLite error into one line that says what happened to which file and what to do.
-    public static func describe(_ error: SQLiteError, path: String) -> BGQError {
-        if error.isNotADatabase {
-            return .database("\(path) is not a SQLite database (or is encrypted); it was left untouched: pass another path with --db or BGQ_DB")
-        }
-        if error.isCorrupt {
-            return .database("\(path) is corrupt (\(error.message)); it was left untouched: restore it from a backup, or move it away to start afresh")
-        }
-        if error.isBusy {
-            return .databaseUnavailable("\(path) is locked by another process (waited \(defaultBusyTimeout()) ms and retried); try again, or raise BGQ_BUSY_TIMEOUT_MS")
-        }
-        if error.isReadOnly {
-            return .database("\(path) is read-only, so this command cannot write to it: check the permissions of the file and its directory")
-        }
-        if error.isFull {
-            return .databaseUnavailable("the disk holding \(path) is full (\(error.message)); nothing was written: free some space and try again")
-        }
-        if error.isCantOpen {
-            return .database("cannot open \(path) (\(error.message)): check that the directory exists and is writable")
-        }
-        if error.isIOError {
-            return .databaseUnavailable("I/O error on \(path) (\(error.message), code \(error.extendedCode)); nothing more was written")
-        }
-        return .database("database error on \(path): \(error.message) (SQLite code \(error.extendedCode))")
     }
 }

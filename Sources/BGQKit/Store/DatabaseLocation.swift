@@ -26,13 +26,13 @@ enum PrivateFiles {
     static func makeDirectory(_ directory: String) throws {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw BGQError.database("\(directory) exists but is not a directory") }
+            guard isDirectory.boolValue else { throw BGQError.database(.cannotOpen, "\(directory) exists but is not a directory") }
             return
         }
         let parent = (directory as NSString).deletingLastPathComponent
         if !parent.isEmpty, parent != directory { try makeDirectory(parent) }
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            throw BGQError.database("cannot create directory \(directory): \(String(cString: strerror(errno)))")
+            throw BGQError.database(.cannotOpen, "cannot create directory \(directory): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -45,6 +45,6 @@ enum PrivateFiles {
             return true
         }
         if errno == EEXIST { return false }
-        throw BGQError.database("cannot create \(path): \(String(cString: strerror(errno)))")
+        throw BGQError.database(.cannotOpen, "cannot create \(path): \(String(cString: strerror(errno)))")
     }
 }

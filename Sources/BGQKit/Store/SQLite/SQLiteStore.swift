@@ -23,7 +23,7 @@ public final class SQLiteStore {
         do {
             return try connection.transaction(.immediate, body)
         } catch let error as SQLiteError {
-            throw Database.describe(error, path: path)
+            throw Database.typed(error, path: path)
         }
     }
 
@@ -32,7 +32,7 @@ public final class SQLiteStore {
         do {
             return try connection.transaction(.deferred, body)
         } catch let error as SQLiteError {
-            throw Database.describe(error, path: path)
+            throw Database.typed(error, path: path)
         }
     }
 
