@@ -60,7 +60,7 @@ extension Worker {
         for (pid, running) in runningHooks where now >= running.deadline {
             ProcessSupport.signalGroup(pid, SIGKILL)
             runningHooks[pid]?.deadline = Int64.max
-            log.event("hook", task: running.hook.taskID, "completion hook ran longer than \(Self.hookTimeoutMs / 1000) s: killed")
+            log.event("hook", task: running.hook.taskID, "completion hook ran longer than \(spelledDuration(milliseconds: Self.hookTimeoutMs)): killed")
         }
     }
 }

@@ -235,7 +235,7 @@ public final class Worker {
             try store.checkpoint()
         }
         for id in try store.expireQueuedTasks(ttlMs: settings.taskTTLMs) {
-            log.event("error", task: id, "pending → error: Task timed out while queued (\(settings.taskTTLMs / 60_000) minutes)")
+            log.event("error", task: id, "pending → error: Task timed out while queued (\(spelledDuration(milliseconds: settings.taskTTLMs)))")
         }
     }
 

@@ -326,8 +326,7 @@ extension SQLiteStore {
         return try write {
             let stamp = now
             let cutoff = Instant(milliseconds: stamp.milliseconds - ttlMs).iso8601
-            let minutes = ttlMs / 60_000
-            let text = "Task timed out while queued (\(minutes) minutes)"
+            let text = "Task timed out while queued (\(spelledDuration(milliseconds: ttlMs)))"
             return try connection.query("""
                 UPDATE tasks SET status = 'error', finished_at = ?, error = ?, status_changed_at = ?, status_reason = ?
                 WHERE status = 'pending' AND created_at < ?
