@@ -17,7 +17,8 @@ extension Worker {
                 let input = "\(directory)/\(hook.id).json"
                 try PrivateFiles.createFile(input)
                 let task = try store.requireTask(id: hook.taskID)
-                try Data(Render.jsonLine(Render.taskJSON(task)).utf8).write(to: URL(fileURLWithPath: input))
+                // One line with its newline: `cat >> done.jsonl` as the hook makes valid JSONL.
+                try Data((Render.jsonLine(Render.taskJSON(task)) + "\n").utf8).write(to: URL(fileURLWithPath: input))
                 var environment = ProcessInfo.processInfo.environment
                 environment["BGQ_TASK_ID"] = task.id
                 environment["BGQ_TASK_STATUS"] = task.status.rawValue
