@@ -73,8 +73,10 @@ public struct CommandFailure: Error {
     public let code: Int32
 }
 
+/// Prints an error for a person: user-controlled text inside it (a task id typed, an agent name) is made safe.
 func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    let safe = Render.safe(text, keepNewlines: true)
+    FileHandle.standardError.write(Data((safe.hasSuffix("\n") ? safe : safe + "\n").utf8))
 }
 
 /// `--db`, shared by every command.

@@ -65,7 +65,7 @@ extension BGQCommand {
                 }
                 if live && lastDraw.map({ now - $0 >= 500 }) ?? true {
                     lastDraw = now
-                    var line = try Self.progressLine(store, targets: targets, finished: finished, elapsedMs: now - started)
+                    var line = Render.safe(try Self.progressLine(store, targets: targets, finished: finished, elapsedMs: now - started))
                     if let columns = Self.terminalColumns() { line = Self.fit(line, columns: columns) }
                     // One row, always: a line that wrapped would leave its first rows behind at the next "\r\e[K".
                     // It is cut to the width (read at each draw: the terminal may be resized), and autowrap is off
@@ -164,7 +164,8 @@ extension BGQCommand {
         static func line(_ e: TaskEvent, _ description: String) -> String {
             let from = e.from?.rawValue ?? "new"
             let who = e.workerID.map { " [\($0), attempt \(e.attempt)]" } ?? ""
-            return "#\(e.id) \(e.at.iso8601) \(e.taskID) \(from) → \(e.to.rawValue)\(who) \(Render.truncate(description, 50))\(e.reason.map { ": \(Render.truncate($0, 120))" } ?? "")"
+            return "#\(e.id) \(e.at.iso8601) \(e.taskID) \(from) → \(e.to.rawValue)\(who) \(Render.safe(Render.truncate(description, 50)))"
+                + (e.reason.map { ": \(Render.safe(Render.truncate($0, 120)))" } ?? "")
         }
 
         static func json(_ e: TaskEvent, _ description: String) -> String {

@@ -7,8 +7,8 @@ public enum Notices {
     public static func taskFinished(_ task: TaskRecord, remaining: Int) -> String {
         let duration = formatDuration(milliseconds: (task.finishedAt ?? task.createdAt) - (task.startedAt ?? task.createdAt))
         var text = "[BACKGROUND TASK \(task.status == .completed ? "COMPLETED" : task.status == .error ? "FAILED" : "CANCELLED")]\n"
-        text += "Task ID: \(task.id)\nDescription: \(task.description)\nDuration: \(duration)\n"
-        if let error = task.error { text += "Error: \(error.split(separator: "\n").first.map(String.init) ?? error)\n" }
+        text += "Task ID: \(task.id)\nDescription: \(Render.safe(task.description))\nDuration: \(duration)\n"
+        if let error = task.error { text += "Error: \(Render.safe(error.split(separator: "\n").first.map(String.init) ?? error))\n" }
         text += remaining == 0 ? "All tasks done.\n" : "\(remaining) task(s) still in progress.\n"
         return text
     }
