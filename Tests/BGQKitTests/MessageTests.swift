@@ -35,4 +35,47 @@ import Testing
             runtimeMs: 61_000, sinceProgressMs: 0, memory: &memory)
         #expect(verdict == .fail(error: "Task timed out after 1 minute", abort: true))
     }
+
+    /// "waited 5000 ms and retried" was printed after 20.4 s (four attempts of 5 s, and backoff):
+    /// the message states the time measured around the whole attempt.
+    @Test func aLockHeldPastTheBusyTimeoutReportsTheTimeReallyWaited() throws {
+        let db = TempDatabase()
+        _ = try db.store()
+        let store = SQLiteStore(connection: try Database.open(path: db.path, busyTimeoutMilliseconds: 20), clock: SteppingClock(step: 7_000))
+        let holder = try Connection(path: db.path, create: false)
+        try holder.execute("BEGIN IMMEDIATE")
+        defer { try? holder.execute("ROLLBACK") }
+        do {
+            _ = try store.enqueue([NewTask(description: "d", prompt: "p", agent: "noop")])
+            Issue.record("the enqueue went through a held lock")
+        } catch let error as BGQError {
+            guard case .databaseUnavailable(let text) = error else { Issue.record("not a busy error: \(error)"); return }
+            #expect(text.contains("locked by another process"))
+            #expect(text.contains("waited 7.0 s"), "\(text)")
+            #expect(!text.contains("5000 ms"), "\(text)")
+        }
+    }
+
+    /// A corrupt page met by a reader stops every writer after it, and no message claims the file was
+    /// left untouched once bgq may have written to it.
+    @Test func aCorruptPageFoundByAReaderStopsWritersToo() throws {
+        let db = TempDatabase()
+        let lines = (0..<300).map { "{\"agent\":\"noop\",\"prompt\":\"\(String(repeating: "p", count: 900))\($0)\"}" }.joined(separator: "\n")
+        #expect(try BGQBinary.run(["enqueue", "--jsonl", "-"], db: db, stdin: lines + "\n").status == 0)
+        try ForeignCommand.run("/usr/bin/sqlite3", [db.path, "PRAGMA wal_checkpoint(TRUNCATE)"])
+        let page = try ForeignCommand.run("/usr/bin/sqlite3", [db.path,
+            "SELECT pageno FROM dbstat WHERE name = 'tasks' AND pagetype = 'leaf' ORDER BY pageno LIMIT 1 OFFSET 10"]).stdout
+        let pageNumber = try #require(Int(page.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: db.path))
+        try handle.seek(toOffset: UInt64((pageNumber - 1) * 4096))
+        try handle.write(contentsOf: Data(repeating: 0xFF, count: 64))
+        try handle.close()
+
+        let listed = try BGQBinary.run(["list", "--limit", "1000"], db: db)
+        #expect(listed.status == ExitStatus.database)
+        #expect(listed.stderr.contains("corrupt") && !listed.stderr.contains("untouched"), "\(listed.stderr)")
+        let enqueued = try BGQBinary.run(["enqueue", "--agent", "noop", "one more"], db: db)
+        #expect(enqueued.status == ExitStatus.database, "a writer kept writing to a file found corrupt: \(enqueued.stdout)")
+        #expect(enqueued.stderr.contains("corrupt") && !enqueued.stderr.contains("untouched"), "\(enqueued.stderr)")
+    }
 }

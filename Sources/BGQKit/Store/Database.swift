@@ -154,8 +154,16 @@ public enum Database {
         }
     }
 
+    /// What a writer is told about a file found corrupt after it was opened (it may have been written
+    /// before the damage was seen, so it never claims the file was left untouched).
+    static func corruptionText(path: String, marker: String, found: String) -> String {
+        "\(path) is corrupt (found \(found.trimmingCharacters(in: .whitespacesAndNewlines))); bgq stopped writing to it: "
+            + "check it with `sqlite3 \(path) 'PRAGMA integrity_check'`, restore it from a backup, then remove \(marker)"
+    }
+
     /// Turns a SQLite error into one line that says what happened to which file and what to do.
-    public static func describe(_ error: SQLiteError, path: String) -> BGQError {
+    /// `waitedMilliseconds`: how long the failed operation really took, retries included, when measured.
+    public static func describe(_ error: SQLiteError, path: String, waitedMilliseconds: Int64? = nil) -> BGQError {
         if error.isNotADatabase {
             return .database("\(path) is not a SQLite database (or is encrypted); it was left untouched: pass another path with --db or BGQ_DB")
         }
@@ -163,7 +171,9 @@ public enum Database {
             return .database("\(path) is corrupt (\(error.message)); it was left untouched: restore it from a backup, or move it away to start afresh")
         }
         if error.isBusy {
-            return .databaseUnavailable("\(path) is locked by another process (waited \(defaultBusyTimeout()) ms and retried); try again, or raise BGQ_BUSY_TIMEOUT_MS")
+            let waited = waitedMilliseconds.map { String(format: "waited %.1f s, retries included", Double($0) / 1000) }
+                ?? "still locked after a busy timeout of \(defaultBusyTimeout()) ms"
+            return .databaseUnavailable("\(path) is locked by another process (\(waited)); try again, or raise BGQ_BUSY_TIMEOUT_MS")
         }
         if error.isReadOnly {
             return .database("\(path) is read-only, so this command cannot write to it: check the permissions of the file and its directory")

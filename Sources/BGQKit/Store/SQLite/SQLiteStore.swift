@@ -18,22 +18,46 @@ public final class SQLiteStore {
     }
 
     /// Runs a writing transaction and turns SQLite errors into one-line errors that name the file.
+    /// Refused once any bgq process found the file corrupt (see `corruptionMarker`).
     @discardableResult
     func write<T>(_ body: () throws -> T) throws -> T {
+        if let found = try? String(contentsOfFile: corruptionMarker, encoding: .utf8) {
+            throw BGQError.database(Database.corruptionText(path: path, marker: corruptionMarker, found: found))
+        }
+        let started = clock.monotonicMilliseconds()
         do {
             return try connection.transaction(.immediate, body)
         } catch let error as SQLiteError {
-            throw Database.describe(error, path: path)
+            throw describe(error, startedMonotonic: started)
         }
     }
 
     /// Runs a read-only transaction (one consistent snapshot).
     func read<T>(_ body: () throws -> T) throws -> T {
+        let started = clock.monotonicMilliseconds()
         do {
             return try connection.transaction(.deferred, body)
         } catch let error as SQLiteError {
-            throw Database.describe(error, path: path)
+            throw describe(error, startedMonotonic: started)
         }
+    }
+
+    /// Written by the first bgq process that meets a corrupt page after opening the file: from then on
+    /// every writer (commands and workers) refuses to write, so a damaged file is not made worse and
+    /// the backup a person restores is not overtaken by new writes. Removing it lets writes resume.
+    public var corruptionMarker: String { path + ".corrupt" }
+
+    /// The one-line error for a SQLite error met after the file was opened: the time really waited for
+    /// a lock (measured, all retries included), and a corrupt page marks the file for every writer.
+    func describe(_ error: SQLiteError, startedMonotonic: Int64) -> BGQError {
+        guard error.isCorrupt else {
+            return Database.describe(error, path: path, waitedMilliseconds: clock.monotonicMilliseconds() - startedMonotonic)
+        }
+        let found = "\(clock.now().iso8601): \(error.message)"
+        if (try? PrivateFiles.createFile(corruptionMarker)) == true {
+            try? Data(found.utf8).write(to: URL(fileURLWithPath: corruptionMarker))
+        }
+        return .database(Database.corruptionText(path: path, marker: corruptionMarker, found: found))
     }
 
     /// The directory where exec sessions keep their logs: beside the database, private to the owner.
