@@ -56,6 +56,26 @@ import Testing
         }
     }
 
+    @Test func aPrefixThatCannotBeAnIdSaysWhyAndAnAmbiguousOneListsCandidates() throws {
+        let db = TempDatabase()
+        try BGQBinary.run(["enqueue", "--agent", "noop", "x"], db: db)
+        for command in [["show", "bg_"], ["history", ""], ["cancel", "bg_"]] {
+            let result = try BGQBinary.run(command, db: db)
+            #expect(result.status == ExitStatus.notFound)
+            #expect(result.stderr.contains("too short") && result.stderr.contains("at least 1 hex digit"), "\(command): \(result.stderr)")
+        }
+        let long = try BGQBinary.run(["show", "bg_" + String(repeating: "a", count: 40)], db: db)
+        #expect(long.stderr.contains("too long"), "\(long.stderr)")
+        let store = try db.store()
+        #expect(throws: BGQError.self) { try store.resolveTaskID("bg_") }
+        do { _ = try store.resolveTaskID("bg_") } catch {
+            #expect(Render.taskNotFound("bg_", error).contains("too short"))
+            #expect(Render.taskNotFound("bg_ffffffff", BGQError.notFound("x")) == "Task not found: bg_ffffffff")
+            #expect(Render.taskNotFound("bg_a", BGQError.usage("task id prefix 'bg_a' is ambiguous: it matches bg_a1, bg_a2"))
+                    == "Task not found: bg_a (task id prefix 'bg_a' is ambiguous: it matches bg_a1, bg_a2)")
+        }
+    }
+
     /// A corrupt page met by a reader stops every writer after it, and no message claims the file was
     /// left untouched once bgq may have written to it.
     @Test func aCorruptPageFoundByAReaderStopsWritersToo() throws {

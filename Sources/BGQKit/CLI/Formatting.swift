@@ -40,6 +40,15 @@ enum Render {
         return String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 
+    /// The original's `Task not found: X`, saying why when X was ambiguous or could not be an id at all.
+    static func taskNotFound(_ typed: String, _ error: Error) -> String {
+        switch error as? BGQError {
+        case .notFound(let text)? where Identifier.taskPrefix(from: typed) == nil: return text
+        case .usage(let text)?: return "Task not found: \(typed) (\(text))"
+        default: return "Task not found: \(typed)"
+        }
+    }
+
     // MARK: - JSON (raw: a program reads it)
 
     static func taskJSON(_ task: TaskRecord) -> [String: Any] {

@@ -146,7 +146,7 @@ final class MCPServer {
             case "background_output":
                 guard let text = string("task_id") else { return ("[ERROR] Invalid arguments: background_output needs task_id.", true) }
                 let id: String
-                do { id = try store.resolveTaskID(text) } catch { return ("Task not found: \(text)", true) }
+                do { id = try store.resolveTaskID(text) } catch { return (Render.taskNotFound(text, error), true) }
                 var task = try store.requireTask(id: id)
                 var timedOut = false
                 var timeoutMs: Int64 = 60_000
@@ -167,7 +167,7 @@ final class MCPServer {
                     return ("[ERROR] Invalid arguments: Either provide a taskId or set all=true to cancel all running tasks.", true)
                 }
                 let id: String
-                do { id = try store.resolveTaskID(text) } catch { return ("[ERROR] Task not found: \(text)", true) }
+                do { id = try store.resolveTaskID(text) } catch { return ("[ERROR] " + Render.taskNotFound(text, error), true) }
                 switch try store.cancel(taskIDs: [id]).first {
                 case .cancelled(let task)?, .requested(let task)?: return (BGQCommand.Cancel.render([task]), false)
                 case .alreadyFinished(let task)?:

@@ -110,7 +110,7 @@ extension BGQCommand {
             }
             for text in ids {
                 do { targets.append(try store.resolveTaskID(text)) } catch let error as BGQError {
-                    if case .notFound = error { failures.append("[ERROR] Task not found: \(text)") } else { throw error }
+                    if case .notFound = error { failures.append("[ERROR] " + Render.taskNotFound(text, error)) } else { throw error }
                 }
             }
             var outcomes = try store.cancel(taskIDs: targets)

@@ -187,21 +187,26 @@ extension SQLiteStore {
 
     /// Resolves what a person typed (a full id or any unique prefix, with or without `bg_`) to one task id.
     public func resolveTaskID(_ text: String) throws -> String {
-        try resolveID(text, prefix: Identifier.taskPrefix(from: text), table: "tasks", kind: "Task",
+        try resolveID(text, prefix: Identifier.taskPrefix(from: text), idPrefix: Identifier.taskPrefix, table: "tasks", kind: "Task",
                       example: "task ids look like bg_1a2b3c4d; `bgq list` shows them")
     }
 
     /// Resolves a session id or unique prefix.
     public func resolveSessionID(_ text: String) throws -> String {
-        try resolveID(text, prefix: Identifier.sessionPrefix(from: text), table: "sessions", kind: "Session",
+        try resolveID(text, prefix: Identifier.sessionPrefix(from: text), idPrefix: Identifier.sessionPrefix, table: "sessions", kind: "Session",
                       example: "session ids look like ses_1a2b3c4d5e6f; `bgq show` prints a task's session")
     }
 
     /// One id for a unique prefix, as git resolves commits: none is "not found", several list the matches.
     /// The prefix is checked to be hex before it reaches SQL, and GLOB with a literal prefix uses the index.
-    func resolveID(_ text: String, prefix: String?, table: String, kind: String, example: String) throws -> String {
+    /// Text that cannot be an id says why: too short (nothing after `bg_`), too long, or not hex.
+    func resolveID(_ text: String, prefix: String?, idPrefix: String, table: String, kind: String, example: String) throws -> String {
         guard let prefix else {
-            throw BGQError.notFound("\(kind) not found: \(text.prefix(80)) (\(example))")
+            let digits = text.lowercased().hasPrefix(idPrefix) ? text.dropFirst(idPrefix.count) : Substring(text)
+            let why = digits.isEmpty ? "too short: type at least 1 hex digit after \(idPrefix)"
+                : digits.count > 32 ? "too long: an id has at most 32 hex digits after \(idPrefix)"
+                : "not an id prefix: only the hex digits 0-9 and a-f follow \(idPrefix)"
+            throw BGQError.notFound("\(kind) not found: '\(text.prefix(80))' is \(why) (\(example))")  // says why: nothing to look up
         }
         let matches = try read {
             try connection.query("SELECT id FROM \(table) WHERE id GLOB ? ORDER BY id LIMIT 11", [.text(prefix + "*")]) { $0.text(0) }
