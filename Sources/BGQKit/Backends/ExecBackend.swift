@@ -85,6 +85,16 @@ public final class ExecBackend: SessionBackend {
         "\(runsDirectory)/\(task.id).\(task.attempt)"
     }
 
+    /// Removes every attempt's run folder of a task (a retried task left one per attempt). Returns how
+    /// many it removed. The database keeps what `bgq show` needs: result, error, messages.
+    @discardableResult
+    public static func removeRunFolders(runsDirectory: String, taskID: String, attempts: Int) -> Int {
+        (0...max(0, attempts)).reduce(0) { removed, attempt in
+            let directory = "\(runsDirectory)/\(taskID).\(attempt)"
+            return removed + ((try? FileManager.default.removeItem(atPath: directory)) != nil ? 1 : 0)
+        }
+    }
+
     /// A session that was started but never recorded (its worker died between spawning the agent and
     /// writing the start): found by the task id and attempt in the agent's environment, or by the exit
     /// file it left. Nil when nothing was started, so the task can safely run again.

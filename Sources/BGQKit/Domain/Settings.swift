@@ -22,6 +22,9 @@ public struct Settings: Equatable, Sendable {
     public var abortGraceMs: Int64 = 2000
     /// First retry delay; doubles per attempt (5 s).
     public var retryBackoffMs: Int64 = 5000
+    /// A finished task's run folder (its stdout, stderr and exit files) is removed this long after it
+    /// ended (1 hour; 0 removes it at once). What `bgq show` prints is in the database by then.
+    public var runRetentionMs: Int64 = 3_600_000
 
     public init() {}
 
@@ -37,6 +40,7 @@ public struct Settings: Equatable, Sendable {
         ("heartbeat_interval_ms", \.heartbeatIntervalMs, 100...3_600_000, "how often a worker writes its heartbeat"),
         ("abort_grace_ms", \.abortGraceMs, 0...600_000, "grace between SIGINT, SIGTERM and SIGKILL on abort"),
         ("retry_backoff_ms", \.retryBackoffMs, 0...86_400_000, "first retry delay; doubles per attempt"),
+        ("run_retention_ms", \.runRetentionMs, 0...2_592_000_000, "a finished task's run folder is removed this long after it ended"),
     ] }
 
     public static let stablePollsKey = "stable_polls"

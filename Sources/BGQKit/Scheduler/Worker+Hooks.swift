@@ -49,6 +49,8 @@ extension Worker {
         }
         do {
             try store.finishHook(id: hook.id, exitCode: code, error: error)
+            // Its outcome (exit code, last stderr lines) is in the database now: the files would only pile up.
+            for suffix in ["json", "out", "err"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(hook.id).\(suffix)") }
             log.event("hook", task: hook.taskID, code == 0 ? "completion hook done" : "completion hook failed (not retried): \(error ?? "")")
         } catch {
             log.event("warning", task: hook.taskID, "could not record the hook's end: \(error)")

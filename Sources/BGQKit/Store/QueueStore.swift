@@ -78,6 +78,8 @@ public protocol QueueStore: AnyObject {
     func taskIDs(parentID: String) throws -> [String]
     func stats(since: Instant?) throws -> QueueStats
     func prune(olderThan cutoff: Instant, statuses: [TaskStatus], dryRun: Bool) throws -> PruneResult
+    func tasksWithRunFolders(finishedBefore cutoff: Instant, limit: Int) throws -> [(id: String, attempt: Int)]
+    func forgetRunFolders(taskIDs: [String]) throws
 }
 
 /// Which kind of limit.

@@ -76,10 +76,10 @@ extension SQLiteStore {
         }
         var result = PruneResult(tasks: 0, sessions: 0, runDirectories: 0)
         while true {
-            let batch = try write { () -> [(id: String, runDir: String?)] in
+            let batch = try write { () -> [(id: String, attempt: Int)] in
                 let rows = try connection.query("""
-                    SELECT id, run_dir FROM tasks WHERE finished_at < ? AND status IN (\(placeholders)) LIMIT 1000
-                    """, arguments) { (id: $0.text(0), runDir: $0.optionalText(1)) }
+                    SELECT id, attempt FROM tasks WHERE finished_at < ? AND status IN (\(placeholders)) LIMIT 1000
+                    """, arguments) { (id: $0.text(0), attempt: $0.int(1)) }
                 for row in rows {
                     try connection.run("DELETE FROM tasks WHERE id = ?", [.text(row.id)])
                 }
@@ -90,12 +90,37 @@ extension SQLiteStore {
             }
             result.tasks += batch.count
             for row in batch {
-                let directory = row.runDir ?? ""
-                if !directory.isEmpty, (try? FileManager.default.removeItem(atPath: directory)) != nil { result.runDirectories += 1 }
+                // Every attempt's folder: a retried task left one per attempt.
+                result.runDirectories += ExecBackend.removeRunFolders(runsDirectory: runsDirectory, taskID: row.id, attempts: row.attempt)
             }
             if batch.count < 1000 { break }
         }
         return result
+    }
+}
+
+// MARK: - Run folders
+
+extension SQLiteStore {
+    /// Finished tasks whose run folder is still on disk and that ended before `cutoff`, oldest first
+    /// (served by the partial index `tasks_run_folders`).
+    public func tasksWithRunFolders(finishedBefore cutoff: Instant, limit: Int) throws -> [(id: String, attempt: Int)] {
+        try read {
+            try connection.query("""
+                SELECT id, attempt FROM tasks WHERE run_dir IS NOT NULL AND finished_at IS NOT NULL AND finished_at < ?
+                ORDER BY finished_at LIMIT ?
+                """, [.text(cutoff.iso8601), .int(limit)]) { (id: $0.text(0), attempt: $0.int(1)) }
+        }
+    }
+
+    /// Records that these finished tasks' run folders are gone.
+    public func forgetRunFolders(taskIDs: [String]) throws {
+        guard !taskIDs.isEmpty else { return }
+        try write {
+            for id in taskIDs {
+                try connection.run("UPDATE tasks SET run_dir = NULL WHERE id = ? AND finished_at IS NOT NULL", [.text(id)])
+            }
+        }
     }
 }
 
