@@ -8,9 +8,7 @@ extension BGQCommand {
             commandName: "limits",
             abstract: "Show or change the concurrency limits (model > provider > default).",
             discussion: """
-                A model limit applies to provider/model or to the bare model name; else a provider limit applies,
-                shared by all of that provider's models; else the default limit applies per model (5 unless set).
-                0 means unlimited.
+                A model limit applies to provider/model or to the bare model name; else a provider limit applies, shared by all of that provider's models; else the default limit applies per model (5 unless set). 0 means unlimited.
 
                 Examples:
                   bgq limits

@@ -15,7 +15,8 @@ extension BGQCommand {
             discussion: """
                 An agent (Claude Code, opencode, any MCP client) delegates work to bgq with the seed's tools; bgq workers run it.
 
-                Example (Claude Code): claude --mcp-config '{"mcpServers":{"bgq":{"command":"bgq","args":["mcp"]}}}'
+                Example (Claude Code):
+                  claude --mcp-config '{"mcpServers":{"bgq":{"command":"bgq","args":["mcp"]}}}'
                 """)
         @OptionGroup var database: DatabaseOptions
 

@@ -7,8 +7,7 @@ extension BGQCommand {
         static let configuration = CommandConfiguration(
             abstract: "Wait until tasks end, printing a notice as each ends and a summary at the end.",
             discussion: """
-                Exit 0 when every task completed, 1 when any ended in error or was cancelled, 4 on timeout.
-                On a terminal a live line shows counts by status, running per key against its limit, and the time.
+                Exit 0 when every task completed, 1 when any ended in error or was cancelled, 4 on timeout. On a terminal a live line shows counts by status, running per key against its limit, and the time.
 
                 Examples:
                   bgq wait bg_1a2b bg_3c4d
@@ -119,8 +118,7 @@ extension BGQCommand {
         static let configuration = CommandConfiguration(
             abstract: "Follow every state transition as it happens (Ctrl-C to stop).",
             discussion: """
-                Reads the event table with a cursor: nothing is missed or shown twice, whatever the workers do.
-                Starts at the newest event; --since 0 replays the whole history first.
+                Reads the event table with a cursor: nothing is missed or shown twice, whatever the workers do. Starts at the newest event; --since 0 replays the whole history first.
 
                 Examples:
                   bgq watch
