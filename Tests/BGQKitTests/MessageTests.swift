@@ -99,3 +99,24 @@ import Testing
         #expect(enqueued.stderr.contains("corrupt") && !enqueued.stderr.contains("untouched"), "\(enqueued.stderr)")
     }
 }
+
+/// A run whose disk fills up says so in the task's error.
+@Suite(.serialized) struct DiskFullRunTests {
+    @Test(.enabled(if: getuid() == 0, "needs root to mount a small tmpfs"))
+    func aFullDiskDuringARunIsTheTasksError() throws {
+        let db = TempDatabase()
+        try BGQBinary.run(["settings"], db: db)
+        let runs = db.path + ".runs"
+        try FileManager.default.createDirectory(atPath: runs, withIntermediateDirectories: true)
+        let mounted = try ForeignCommand.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", runs])
+        try #require(mounted.status == 0, "this machine does not allow mounting a tmpfs: \(mounted.stderr)")
+        defer { _ = try? ForeignCommand.run("/bin/umount", ["-l", runs]) }
+        // Fill it: the run folder and its empty files can still be made, but no byte can be written.
+        _ = try ForeignCommand.run("/bin/sh", ["-c", "dd if=/dev/zero of=\(runs)/filler bs=4k 2>/dev/null; true"])
+        try BGQBinary.run(["enqueue", "--agent", "shell", "echo hello; echo done"], db: db)
+        try BGQBinary.run(["worker", "--exit-when-idle", "--poll-interval", "100ms"], db: db, timeout: 60)
+        let task = try #require(try db.store().listTasks(TaskFilter()).first)
+        #expect(task.status == .error)
+        #expect(task.error?.contains("is full") == true, "\(task.error ?? "no error")")
+    }
+}

@@ -122,6 +122,26 @@ public final class ExecBackend: SessionBackend {
 
     /// The process's status: running, or ended with the code the wrapper (or waitpid) recorded.
     func status(_ session: ActiveSession) -> SessionStatus {
+        let status = endedStatus(session)
+        // The wrapper writes the exit file last: when it could not (it is empty) and the disk is full, the
+        // agent's output was cut short too. Say so, rather than report an empty or partial result.
+        if case .ended(let code, _) = status, readExitFile(session.task.run) == nil,
+           let directory = session.task.run.directory, let note = Self.diskFullNote(directory) {
+            return .ended(exitCode: code == 0 ? nil : code, detail: note + (code == 0 ? " (the agent exited 0)" : ""))
+        }
+        return status
+    }
+
+    /// The text for a run whose folder's file system is full (less than 64 KB left to this user), or nil.
+    static func diskFullNote(_ directory: String) -> String? {
+        var info = statvfs()
+        guard statvfs(directory, &info) == 0 else { return nil }
+        let blocks = geteuid() == 0 ? UInt64(info.f_bfree) : UInt64(info.f_bavail)
+        guard blocks * UInt64(info.f_frsize) < 64 * 1024 else { return nil }
+        return "the disk holding \(directory) is full, so the agent's output and exit status could not be written: free some space and run the task again"
+    }
+
+    func endedStatus(_ session: ActiveSession) -> SessionStatus {
         let run = session.task.run
         if let exit = session.exitStatus {
             switch exit {
@@ -138,7 +158,7 @@ public final class ExecBackend: SessionBackend {
         if let code = readExitFile(run) { return .ended(exitCode: code, detail: nil) }
         if let exit = reapedExits[pid] {
             session.exitStatus = exit
-            return status(session)
+            return endedStatus(session)
         }
         return .ended(exitCode: nil, detail: "the agent process disappeared without an exit status")
     }
