@@ -36,6 +36,40 @@ import Testing
         #expect(verdict == .fail(error: "Task timed out after 1 minute", abort: true))
     }
 
+    /// An agent ran 12 s; its worker died, and the session waited 40 s for another worker to adopt it.
+    @Test func theWaitForAdoptionIsNotCountedAsRunTime() throws {
+        let clock = ManualClock()
+        let store = try TempDatabase().store(clock: clock)
+        _ = try store.enqueue([NewTask(description: "d", prompt: "p", agent: "shell")])
+        let dead = try store.registerWorker(name: "dies", host: "h", pid: 1, maxSessions: 1)
+        let task = try #require(try store.claimTasks(workerID: dead, capacity: 1).first)
+        let started = clock.now()
+        clock.advance(milliseconds: 40_000 + 12_000)
+        try store.setWorkerState(dead, .dead, reason: "missed its heartbeat")
+        let adopter = try store.registerWorker(name: "adopts", host: "h", pid: 2, maxSessions: 1)
+        #expect(try store.adopt(task, from: dead, by: adopter, reason: "adopted") == .owned)
+        try store.recordRunEnd(taskID: task.id, workerID: adopter, endedAt: started + 12_000)
+        var owned = task
+        owned.workerID = adopter
+        #expect(try store.finish(owned, workerID: adopter, outcome: .completed(result: "ok")) == .owned)
+        let finished = try store.requireTask(id: task.id)
+        #expect(finished.runMs == 12_000)
+        #expect(Render.result(finished, now: clock.now()).contains("Duration: 12s (+40s waiting for adoption)"))
+        #expect(Notices.taskFinished(finished, remaining: 0).contains("Duration: 12s (+40s waiting for adoption)"))
+        #expect(try store.stats(since: nil).keys.first?.busyMs == 12_000, "slot time counts the run, not the wait")
+
+        // The adopting worker learns the end from the agent's exit file.
+        let scratch = TempDatabase()
+        let directory = scratch.directory + "/run"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "0\n".write(toFile: directory + "/exit", atomically: true, encoding: .utf8)
+        let ended = Date(timeIntervalSince1970: 1_790_000_012)
+        try FileManager.default.setAttributes([.modificationDate: ended], ofItemAtPath: directory + "/exit")
+        var run = task
+        run.run.directory = directory
+        #expect(ExecBackend().runEndedAt(run) == Instant(milliseconds: 1_790_000_012_000))
+    }
+
     /// "waited 5000 ms and retried" was printed after 20.4 s (four attempts of 5 s, and backoff):
     /// the message states the time measured around the whole attempt.
     @Test func aLockHeldPastTheBusyTimeoutReportsTheTimeReallyWaited() throws {

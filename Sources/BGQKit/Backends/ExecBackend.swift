@@ -163,6 +163,15 @@ public final class ExecBackend: SessionBackend {
         return .ended(exitCode: nil, detail: "the agent process disappeared without an exit status")
     }
 
+    /// When the agent ended, from its exit file's time, if it has ended: for a session adopted after it
+    /// ended, so that the wait for adoption is not counted as run time.
+    public func runEndedAt(_ task: TaskRecord) -> Instant? {
+        guard readExitFile(task.run) != nil, let directory = task.run.directory,
+              let date = (try? FileManager.default.attributesOfItem(atPath: directory + "/exit"))?[.modificationDate] as? Date
+        else { return nil }
+        return Instant(milliseconds: Int64((date.timeIntervalSince1970 * 1000).rounded()))
+    }
+
     func readExitFile(_ run: TaskRecord.RunHandle) -> Int32? {
         guard let directory = run.directory,
               let text = try? String(contentsOfFile: directory + "/exit", encoding: .utf8) else { return nil }

@@ -100,8 +100,16 @@ enum Render {
         switch task.status {
         case .pending: return ("Queued for", formatDuration(milliseconds: now - task.createdAt))
         case .running: return ("Duration", formatDuration(milliseconds: now - (task.startedAt ?? task.createdAt)))
-        default: return ("Duration", formatDuration(milliseconds: (task.finishedAt ?? now) - (task.startedAt ?? task.createdAt)))
+        default: return ("Duration", finishedDuration(task))
         }
+    }
+
+    /// A finished task's run time; when its session ended while its worker was dead, the wait until
+    /// another worker adopted it is shown apart: `12s (+40s waiting for adoption)`.
+    static func finishedDuration(_ task: TaskRecord) -> String {
+        let total = (task.finishedAt ?? task.createdAt) - (task.startedAt ?? task.createdAt)
+        guard let run = task.runMs, total - run >= 1000 else { return formatDuration(milliseconds: total) }
+        return "\(formatDuration(milliseconds: run)) (+\(formatDuration(milliseconds: total - run)) waiting for adoption)"
     }
 
     /// The result block for a completed task.

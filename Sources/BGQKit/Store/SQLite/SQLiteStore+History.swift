@@ -143,6 +143,18 @@ extension SQLiteStore {
         }
     }
 
+    /// Records when an adopted session's agent really ended (it ended while no live worker watched it):
+    /// the task's run time stops there, and the wait for adoption is not counted as running. Only the
+    /// owner of the running task may say so.
+    public func recordRunEnd(taskID: String, workerID: String, endedAt: Instant) throws {
+        try write {
+            try connection.run("""
+                UPDATE tasks SET run_ms = max(0, CAST(round((julianday(?) - julianday(started_at)) * 86400000) AS INTEGER))
+                WHERE id = ? AND status = 'running' AND worker_id = ?
+                """, [.text(endedAt.iso8601), .text(taskID), .text(workerID)])
+        }
+    }
+
     /// Records that these finished tasks' run folders are gone.
     public func forgetRunFolders(taskIDs: [String]) throws {
         guard !taskIDs.isEmpty else { return }

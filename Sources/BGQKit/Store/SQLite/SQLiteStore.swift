@@ -74,7 +74,7 @@ extension SQLiteStore {
         priority, max_retries, attempt, run_after, on_complete, concurrency_key, worker_id, cancel_requested_at,
         created_at, started_at, finished_at, result, error, status_reason, message_count, tool_calls, last_tool,
         last_message, last_message_at, last_progress_at, todos, run_host, run_pid, run_pid_start, run_dir,
-        run_log_offset, run_handle
+        run_log_offset, run_handle, run_ms
         """
 
     static func instant(_ row: Row, _ column: Int32) -> Instant? {
@@ -97,7 +97,7 @@ extension SQLiteStore {
         run.directory = row.optionalText(35)
         run.logOffset = row.int64(36)
         run.handle = row.optionalText(37)
-        return TaskRecord(
+        var record = TaskRecord(
             seq: row.int64(0), id: row.text(1), status: TaskStatus(rawValue: row.text(2)) ?? .error,
             description: row.text(3), prompt: row.text(4), agent: row.text(5), model: row.optionalText(6),
             modelKey: row.text(7), parentID: row.optionalText(8), sessionID: row.optionalText(9),
@@ -106,6 +106,8 @@ extension SQLiteStore {
             workerID: row.optionalText(17), cancelRequestedAt: instant(row, 18), createdAt: instant(row, 19) ?? Instant(milliseconds: 0),
             startedAt: instant(row, 20), finishedAt: instant(row, 21), result: row.optionalText(22), error: row.optionalText(23),
             statusReason: row.optionalText(24), progress: progress, run: run)
+        record.runMs = row.isNull(38) ? nil : row.int64(38)
+        return record
     }
 }
 
