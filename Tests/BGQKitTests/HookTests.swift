@@ -24,6 +24,23 @@ import Testing
         #expect(hooks.count == 1 && hooks[0]["status"] as? String == "done")
     }
 
+    /// `cat >> file.jsonl` as the hook makes valid JSONL: one object per line, each ending in a newline.
+    @Test func aHookAppendingToAFileMakesValidJSONL() throws {
+        let db = TempDatabase()
+        let file = db.directory + "/done.jsonl"
+        try BGQBinary.run(["settings", "set", "on_complete", "cat >> \(file)"], db: db)
+        for command in ["echo one", "echo two", "exit 1"] { try BGQBinary.run(["enqueue", "--agent", "shell", command], db: db) }
+        try BGQBinary.run(["worker", "--exit-when-idle", "--poll-interval", "100ms"], db: db, timeout: 60)
+        #expect(eventually(timeout: 30) { Self.lines(file) == 3 })
+        let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+        #expect(text.hasSuffix("\n"))
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+        #expect(lines.count == 3)
+        for line in lines {
+            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any], "not one JSON object: \(line.prefix(80))")
+        }
+    }
+
     @Test func theGlobalHookRunsForEveryTaskAndAFailureIsRecordedNotRetried() throws {
         let db = TempDatabase()
         let count = db.directory + "/count"

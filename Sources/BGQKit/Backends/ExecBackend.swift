@@ -85,6 +85,16 @@ public final class ExecBackend: SessionBackend {
         "\(runsDirectory)/\(task.id).\(task.attempt)"
     }
 
+    /// Removes every attempt's run folder of a task (a retried task left one per attempt). Returns how
+    /// many it removed. The database keeps what `bgq show` needs: result, error, messages.
+    @discardableResult
+    public static func removeRunFolders(runsDirectory: String, taskID: String, attempts: Int) -> Int {
+        (0...max(0, attempts)).reduce(0) { removed, attempt in
+            let directory = "\(runsDirectory)/\(taskID).\(attempt)"
+            return removed + ((try? FileManager.default.removeItem(atPath: directory)) != nil ? 1 : 0)
+        }
+    }
+
     /// A session that was started but never recorded (its worker died between spawning the agent and
     /// writing the start): found by the task id and attempt in the agent's environment, or by the exit
     /// file it left. Nil when nothing was started, so the task can safely run again.
@@ -112,6 +122,26 @@ public final class ExecBackend: SessionBackend {
 
     /// The process's status: running, or ended with the code the wrapper (or waitpid) recorded.
     func status(_ session: ActiveSession) -> SessionStatus {
+        let status = endedStatus(session)
+        // The wrapper writes the exit file last: when it could not (it is empty) and the disk is full, the
+        // agent's output was cut short too. Say so, rather than report an empty or partial result.
+        if case .ended(let code, _) = status, readExitFile(session.task.run) == nil,
+           let directory = session.task.run.directory, let note = Self.diskFullNote(directory) {
+            return .ended(exitCode: code == 0 ? nil : code, detail: note + (code == 0 ? " (the agent exited 0)" : ""))
+        }
+        return status
+    }
+
+    /// The text for a run whose folder's file system is full (less than 64 KB left to this user), or nil.
+    static func diskFullNote(_ directory: String) -> String? {
+        var info = statvfs()
+        guard statvfs(directory, &info) == 0 else { return nil }
+        let blocks = geteuid() == 0 ? UInt64(info.f_bfree) : UInt64(info.f_bavail)
+        guard blocks * UInt64(info.f_frsize) < 64 * 1024 else { return nil }
+        return "the disk holding \(directory) is full, so the agent's output and exit status could not be written: free some space and run the task again"
+    }
+
+    func endedStatus(_ session: ActiveSession) -> SessionStatus {
         let run = session.task.run
         if let exit = session.exitStatus {
             switch exit {
@@ -128,9 +158,18 @@ public final class ExecBackend: SessionBackend {
         if let code = readExitFile(run) { return .ended(exitCode: code, detail: nil) }
         if let exit = reapedExits[pid] {
             session.exitStatus = exit
-            return status(session)
+            return endedStatus(session)
         }
         return .ended(exitCode: nil, detail: "the agent process disappeared without an exit status")
+    }
+
+    /// When the agent ended, from its exit file's time, if it has ended: for a session adopted after it
+    /// ended, so that the wait for adoption is not counted as run time.
+    public func runEndedAt(_ task: TaskRecord) -> Instant? {
+        guard readExitFile(task.run) != nil, let directory = task.run.directory,
+              let date = (try? FileManager.default.attributesOfItem(atPath: directory + "/exit"))?[.modificationDate] as? Date
+        else { return nil }
+        return Instant(milliseconds: Int64((date.timeIntervalSince1970 * 1000).rounded()))
     }
 
     func readExitFile(_ run: TaskRecord.RunHandle) -> Int32? {

@@ -7,15 +7,15 @@ public struct BGQCommand: ParsableCommand {
         commandName: "bgq",
         abstract: "A persistent queue for background AI-agent sessions, with per-model/provider concurrency limits.",
         discussion: """
-            Tasks, sessions, slot leases and every state transition are rows in one SQLite database
-            (--db, else $BGQ_DB, else $XDG_DATA_HOME/bgq/bgq.db, else ~/.local/share/bgq/bgq.db).
+            Tasks, sessions, slot leases and every state transition are rows in one SQLite database: --db PATH (before or after the command), else $BGQ_DB, else $XDG_DATA_HOME/bgq/bgq.db, else ~/.local/share/bgq/bgq.db.
 
             Examples:
-              bgq enqueue --agent shell 'make test'          queue a background command
-              bgq worker &                                   run queued tasks (start as many as you like)
-              bgq list                                       what is queued, running and done
-              bgq show bg_1a2b --block                       wait for a task and print its result
-              bgq limits set --provider anthropic 3          at most 3 Anthropic sessions at once
+              bgq enqueue --agent shell 'make test'    queue a background command
+              bgq worker &                             run queued tasks (start many)
+              bgq list                                 what is queued, running, done
+              bgq show bg_1a2b --block                 wait for a task, print its result
+              bgq limits set --provider anthropic 3    at most 3 Anthropic sessions
+              bgq --db /tmp/q.db list                  another database
 
             Exit codes: 0 success, 1 failure, 2 usage, 3 not found, 4 timeout, 5 database unavailable.
             """,
@@ -34,6 +34,7 @@ public struct BGQCommand: ParsableCommand {
         sigaddset(&stopSignals, SIGINT)
         sigaddset(&stopSignals, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &stopSignals, nil)
+        let arguments = Self.movingGlobalOptions(arguments ?? Array(CommandLine.arguments.dropFirst()))
         var command: ParsableCommand
         do {
             command = try parseAsRoot(arguments)
@@ -65,7 +66,7 @@ public struct BGQCommand: ParsableCommand {
     /// What parsing and `validate()` refused (or `--help`, `--version`): one line and exit 2, or the help and exit 0.
     static func exitForBadArguments(_ error: Error) -> Never {
         if exitCode(for: error) == .success {
-            print(fullMessage(for: error))
+            print(HelpText.fittingUsage(fullMessage(for: error), columns: HelpText.columns()))
             Foundation.exit(ExitStatus.success)
         }
         // One line: what is wrong, and where the help is (ArgumentParser's own text spans several).
@@ -79,14 +80,86 @@ public struct BGQCommand: ParsableCommand {
     }
 }
 
+extension BGQCommand {
+    /// `bgq --db x.db list` means `bgq list --db x.db`: `--db` is every command's option, and people put
+    /// global options first (as with git -C). Moved after the command's name(s), before any `--`.
+    static func movingGlobalOptions(_ arguments: [String]) -> [String] {
+        var global: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "--db", index + 1 < arguments.count {
+                global += arguments[index...index + 1]
+                index += 2
+            } else if argument.hasPrefix("--db=") {
+                global.append(argument)
+                index += 1
+            } else {
+                break
+            }
+        }
+        guard !global.isEmpty else { return arguments }
+        var rest = Array(arguments[index...])
+        rest.insert(contentsOf: global, at: rest.firstIndex(of: "--") ?? rest.endIndex)
+        return rest
+    }
+}
+
+/// Help as ArgumentParser renders it, with the one part it does not wrap (the usage line) fitted.
+enum HelpText {
+    /// The terminal's width ($COLUMNS, else the terminal's, else 80), as ArgumentParser reads it.
+    static func columns() -> Int {
+        if let text = ProcessInfo.processInfo.environment["COLUMNS"], let value = Int(text), value > 0 { return value }
+        var size = winsize()
+        if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
+        return 80
+    }
+
+    /// Breaks a `USAGE:` line longer than `columns` between its elements (never inside `[--x <x>]`),
+    /// continuing under the command's name.
+    static func fittingUsage(_ help: String, columns: Int) -> String {
+        help.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            guard line.hasPrefix("USAGE: "), line.count > columns else { return String(line) }
+            var elements: [String] = []
+            var depth = 0
+            var current = ""
+            for character in line {
+                if character == " " && depth == 0 {
+                    if !current.isEmpty { elements.append(current) }
+                    current = ""
+                    continue
+                }
+                if character == "[" || character == "<" { depth += 1 }
+                if character == "]" || character == ">" { depth = max(0, depth - 1) }
+                current.append(character)
+            }
+            if !current.isEmpty { elements.append(current) }
+            // "USAGE: bgq list" stays together; continuation lines start under the command's first option.
+            let head = elements.prefix { !$0.hasPrefix("[") && !$0.hasPrefix("<") && !$0.hasPrefix("-") }.joined(separator: " ")
+            let indent = String(repeating: " ", count: min(head.count + 1, columns / 2))
+            var lines = [head]
+            for element in elements.dropFirst(head.split(separator: " ").count) {
+                if lines[lines.count - 1].count + 1 + element.count > columns {
+                    lines.append(indent + element)
+                } else {
+                    lines[lines.count - 1] += " " + element
+                }
+            }
+            return lines.joined(separator: "\n")
+        }.joined(separator: "\n")
+    }
+}
+
 /// An error whose text is printed as it is (the original's `[ERROR] …` lines), with its exit code.
 public struct CommandFailure: Error {
     public let message: String
     public let code: Int32
 }
 
+/// Prints an error for a person: user-controlled text inside it (a task id typed, an agent name) is made safe.
 func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    let safe = Render.safe(text, keepNewlines: true)
+    FileHandle.standardError.write(Data((safe.hasSuffix("\n") ? safe : safe + "\n").utf8))
 }
 
 /// `--db`, shared by every command.

@@ -8,13 +8,14 @@ extension BGQCommand {
             abstract: "Queue a task for a background agent session.",
             discussion: """
                 PROMPT may be '-' to read it from standard input; --prompt-file reads it from a file.
-                --jsonl FILE (or -) queues one task per line, all or nothing, e.g.
-                  {"agent":"shell","prompt":"make test","description":"tests","model":"local/sh","priority":1}
-                Fields: prompt (required), agent (required), model, description, parent, priority, session, retries, on_complete.
+
+                --jsonl FILE (or -) queues one task per line, all or nothing. Fields: prompt (required), agent (required), model, description, parent, priority, session, retries, on_complete. A line:
+                  {"agent":"shell","prompt":"make test","priority":1}
 
                 Examples:
                   bgq enqueue --agent shell 'pytest -q'
-                  bgq enqueue --agent claude --model anthropic/claude-sonnet-4-5 --description 'Explore: auth' 'Find the auth code'
+                  bgq enqueue --agent claude --model anthropic/claude-sonnet-4-5 \\
+                      --description 'Explore: auth' 'Find the auth code'
                   bgq enqueue --session ses_1a2b3c 'Continue: now write the tests'
                   bgq enqueue --jsonl tasks.jsonl
                 """)
@@ -24,7 +25,7 @@ extension BGQCommand {
         @Option(help: "The model, as provider/model (default: the agent's).") var model: String?
         @Option(help: "A short description (default: the prompt's first line).") var description: String?
         @Option(help: "A parent id (a task, or an agent session that delegated this work).") var parent: String?
-        @Option(parsing: .unconditional, help: "Higher runs first (default 0; from -1000000 to 1000000).") var priority: Int = 0
+        @Option(parsing: .unconditional, help: "Higher runs first (from -1000000 to 1000000).") var priority: Int = 0
         @Option(help: "Continue this session (ses_…) with a new prompt.") var session: String?
         @Option(parsing: .unconditional, help: "Run again this many times if the agent fails or its worker is lost (0 to 100).") var retries: Int = 0
         @Option(name: .customLong("on-complete"), help: "A shell command run once when the task ends, with the task as JSON on stdin.") var onComplete: String?

@@ -1,7 +1,56 @@
 import Foundation
 
 /// Texts printed by the commands, following the original's output (../shared/reference/upstream.md).
+///
+/// Every piece of user-controlled text (descriptions, prompts, results, errors, agent names, reasons)
+/// goes through `Render.safe` before it reaches a terminal; only `--json` output carries it raw.
 enum Render {
+    // MARK: - Terminal safety
+
+    /// `text` with everything a terminal would act on shown as an escape instead: ESC as `\e`, CR as
+    /// `\r`, other C0 controls, DEL and C1 controls as `\xNN` / `\u{NNNN}`, and bidirectional overrides
+    /// and isolates (which reorder what follows, "Trojan Source") as `\u{202E}`. A task's description
+    /// could otherwise recolour, retitle or clear the terminal of whoever runs `bgq list`.
+    /// Newlines stay newlines when `keepNewlines` (multi-line results and prompts in `show`); tabs stay.
+    static func safe(_ text: String, keepNewlines: Bool = false) -> String {
+        // Fast path: printable ASCII (and tabs, kept newlines) without any byte that could start an escape.
+        if !text.utf8.contains(where: { $0 < 0x20 && !($0 == 0x09 || ($0 == 0x0A && keepNewlines)) || $0 == 0x7F || $0 >= 0xC2 }) {
+            return text
+        }
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 8)
+        for scalar in text.unicodeScalars {
+            let value = scalar.value
+            switch value {
+            case 0x0A where keepNewlines, 0x09: out.unicodeScalars.append(scalar)
+            case 0x1B: out += "\\e"
+            case 0x0D: out += "\\r"
+            case 0x0A: out += "\\n"
+            case 0x00..<0x20, 0x7F: out += "\\x" + hex(value, width: 2)
+            case 0x80..<0xA0, 0x061C, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069:
+                out += "\\u{" + hex(value, width: 4) + "}"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    private static func hex(_ value: UInt32, width: Int) -> String {
+        let digits = String(value, radix: 16, uppercase: value > 0x7F)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+
+    /// The original's `Task not found: X`, saying why when X was ambiguous or could not be an id at all.
+    static func taskNotFound(_ typed: String, _ error: Error) -> String {
+        switch error as? BGQError {
+        case .notFound(let text)? where Identifier.taskPrefix(from: typed) == nil: return text
+        case .usage(let text)?: return "Task not found: \(typed) (\(text))"
+        default: return "Task not found: \(typed)"
+        }
+    }
+
+    // MARK: - JSON (raw: a program reads it)
+
     static func taskJSON(_ task: TaskRecord) -> [String: Any] {
         var object: [String: Any] = [
             "id": task.id, "status": task.status.rawValue, "agent": task.agent, "model": task.model ?? NSNull(),
@@ -38,9 +87,9 @@ enum Render {
 
         Task ID: \(task.id)
         Session ID: \(task.sessionID ?? "(pending)")
-        Description: \(task.description)
-        Agent: \(task.agent)
-        Model: \(task.model ?? "(agent default)")
+        Description: \(safe(task.description))
+        Agent: \(safe(task.agent))
+        Model: \(safe(task.model ?? "(agent default)"))
         Status: \(task.status.rawValue)
 
         A bgq worker runs it when a slot is free. Use `bgq show \(task.id)` to check, or `bgq show \(task.id) --block` to wait.
@@ -51,8 +100,16 @@ enum Render {
         switch task.status {
         case .pending: return ("Queued for", formatDuration(milliseconds: now - task.createdAt))
         case .running: return ("Duration", formatDuration(milliseconds: now - (task.startedAt ?? task.createdAt)))
-        default: return ("Duration", formatDuration(milliseconds: (task.finishedAt ?? now) - (task.startedAt ?? task.createdAt)))
+        default: return ("Duration", finishedDuration(task))
         }
+    }
+
+    /// A finished task's run time; when its session ended while its worker was dead, the wait until
+    /// another worker adopted it is shown apart: `12s (+40s waiting for adoption)`.
+    static func finishedDuration(_ task: TaskRecord) -> String {
+        let total = (task.finishedAt ?? task.createdAt) - (task.startedAt ?? task.createdAt)
+        guard let run = task.runMs, total - run >= 1000 else { return formatDuration(milliseconds: total) }
+        return "\(formatDuration(milliseconds: run)) (+\(formatDuration(milliseconds: total - run)) waiting for adoption)"
     }
 
     /// The result block for a completed task.
@@ -61,27 +118,28 @@ enum Render {
         Task Result
 
         Task ID: \(task.id)
-        Description: \(task.description)
+        Description: \(safe(task.description))
         Duration: \(duration(task, now: now).value)
         Session ID: \(task.sessionID ?? "(none)")
 
         ---
 
-        \(task.result ?? "")
+        \(safe(task.result ?? "", keepNewlines: true))
         """
     }
 
+    /// One cell of a Markdown table: on one line, its pipes escaped, safe for a terminal.
     static func cell(_ text: String) -> String {
-        text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+        safe(text.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " "))
     }
 
     /// The status block for a task that is not completed.
     static func status(_ task: TaskRecord, lastMessage: String?, now: Instant) -> String {
         let (label, value) = duration(task, now: now)
         var rows: [(String, String)] = [
-            ("Task ID", "`\(task.id)`"), ("Description", cell(task.description)), ("Agent", task.agent),
-            ("Model", task.model ?? "(agent default)"), ("Status", "**\(task.status.rawValue)**"), (label, value),
-            ("Session ID", task.sessionID.map { "`\($0)`" } ?? "(pending)"), ("Last tool", task.progress.lastTool ?? "-"),
+            ("Task ID", "`\(task.id)`"), ("Description", cell(task.description)), ("Agent", cell(task.agent)),
+            ("Model", cell(task.model ?? "(agent default)")), ("Status", "**\(task.status.rawValue)**"), (label, value),
+            ("Session ID", task.sessionID.map { "`\($0)`" } ?? "(pending)"), ("Last tool", cell(task.progress.lastTool ?? "-")),
         ]
         if task.cancelRequestedAt != nil && task.status == .running { rows.append(("Cancel", "requested; the worker is aborting the session")) }
         if task.attempt > 1 || task.maxRetries > 0 { rows.append(("Attempt", "\(task.attempt) of \(task.maxRetries + 1)")) }
@@ -95,13 +153,14 @@ enum Render {
         case .cancelled, .completed: break
         }
         let prompt = task.prompt.count > 500 ? String(task.prompt.prefix(500)) + "…" : task.prompt
-        text += "\n## Original Prompt\n\n\(prompt)\n"
-        text += "\n## Last Message\n\n\(lastMessage ?? task.progress.lastMessage ?? task.error ?? "(no message yet)")\n"
+        text += "\n## Original Prompt\n\n\(safe(prompt, keepNewlines: true))\n"
+        text += "\n## Last Message\n\n\(safe(lastMessage ?? task.progress.lastMessage ?? task.error ?? "(no message yet)", keepNewlines: true))\n"
         return text
     }
 
-    /// A plain table with left-aligned columns.
+    /// A plain table with left-aligned columns; every cell is made safe for a terminal.
     static func table(_ header: [String], _ rows: [[String]]) -> String {
+        let rows = rows.map { $0.map { safe($0) } }
         var widths = header.map(\.count)
         for row in rows {
             for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }

@@ -82,19 +82,20 @@ extension BGQCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete finished tasks older than a duration, with their sessions, messages, events and logs.",
             discussion: """
-                Nothing is ever deleted except by this command.
+                No task is ever deleted except by this command. Run folders (an exec agent's stdout, stderr and exit files) are removed by workers once a task ended more than run_retention_ms ago (default 1 hour; `bgq settings set run_retention_ms 0` removes them at once); prune removes them too, with or without --older-than.
 
                 Examples:
                   bgq prune --older-than 30d --dry-run
                   bgq prune --older-than 7d --status completed
+                  bgq prune
                 """)
         @OptionGroup var database: DatabaseOptions
-        @Option(help: "Delete tasks that finished longer ago than this (e.g. 7d, 12h).") var olderThan: String
+        @Option(help: "Delete tasks that finished longer ago than this (e.g. 7d, 12h).") var olderThan: String?
         @Option(help: "Only tasks in this status (repeatable): completed, error, cancelled.") var status: [String] = []
         @Flag(help: "Only say how many would be deleted.") var dryRun = false
 
         func validate() throws {
-            guard parseDuration(olderThan) != nil else { throw ValidationError("--older-than takes a duration such as 12h or 30d") }
+            if let olderThan, parseDuration(olderThan) == nil { throw ValidationError("--older-than takes a duration such as 12h or 30d") }
             for value in status where !(TaskStatus(rawValue: value)?.isTerminal ?? false) {
                 throw ValidationError("--status takes completed, error or cancelled (pending and running tasks are never pruned)")
             }
@@ -102,7 +103,14 @@ extension BGQCommand {
 
         func run() throws {
             let store = try database.openStore(create: false)
-            let cutoff = Instant(milliseconds: store.clock.now().milliseconds - (parseDuration(olderThan) ?? 0))
+            let now = store.clock.now()
+            if !dryRun {
+                let retention = try store.settings().runRetentionMs
+                let folders = try RunFolderCleaner(store: store).removeExpired(now: now, retentionMs: retention, passes: Int.max)
+                print("Removed the run folders of \(folders) task(s) that ended more than \(spelledDuration(milliseconds: retention)) ago (run_retention_ms).")
+            }
+            guard let olderThan else { return }
+            let cutoff = Instant(milliseconds: now.milliseconds - (parseDuration(olderThan) ?? 0))
             let result = try store.prune(olderThan: cutoff, statuses: status.compactMap(TaskStatus.init(rawValue:)), dryRun: dryRun)
             if dryRun {
                 print("Would delete \(result.tasks) finished task(s) that ended before \(cutoff.iso8601) (dry run: nothing deleted).")

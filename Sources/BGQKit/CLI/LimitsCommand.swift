@@ -8,9 +8,7 @@ extension BGQCommand {
             commandName: "limits",
             abstract: "Show or change the concurrency limits (model > provider > default).",
             discussion: """
-                A model limit applies to provider/model or to the bare model name; else a provider limit applies,
-                shared by all of that provider's models; else the default limit applies per model (5 unless set).
-                0 means unlimited.
+                A model limit applies to provider/model or to the bare model name; else a provider limit applies, shared by all of that provider's models; else the default limit applies per model (5 unless set). 0 means unlimited.
 
                 Examples:
                   bgq limits
@@ -131,8 +129,7 @@ extension BGQCommand {
             commandName: "import",
             abstract: "Read the background_task block of an oh-my-opencode.json (JSONC: comments and trailing commas allowed).",
             discussion: """
-                Reads providerConcurrency, modelConcurrency, defaultConcurrency and staleTimeoutMs; any other key is refused
-                (a misspelling would be lost silently) unless --lenient, which reports and ignores it.
+                Reads providerConcurrency, modelConcurrency, defaultConcurrency and staleTimeoutMs; any other key is refused (a misspelling would be lost silently) unless --lenient, which reports and ignores it.
 
                 Example:
                   bgq limits import ~/.config/opencode/oh-my-opencode.json

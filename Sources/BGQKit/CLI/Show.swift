@@ -7,8 +7,7 @@ extension BGQCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a task's status, or its result when it completed.",
             discussion: """
-                ID may be any unique prefix of a task id (bg_1a2b or just 1a2b).
-                With --block, waits until the task ends or --timeout passes (exit 4 on timeout).
+                ID may be any unique prefix of a task id (bg_1a2b or just 1a2b). With --block, waits until the task ends or --timeout passes (exit 4 on timeout).
 
                 Examples:
                   bgq show bg_1a2b3c4d
@@ -19,7 +18,7 @@ extension BGQCommand {
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The task id or a unique prefix.") var id: String
         @Flag(help: "Wait until the task ends.") var block = false
-        @Option(help: "With --block: seconds to wait (default 60, at most 86400).") var timeout: Double = 60
+        @Option(help: "With --block: seconds to wait (at most 86400).") var timeout: Double = 60
         @Flag(help: "Print the task as JSON.") var json = false
 
         func validate() throws {
@@ -80,8 +79,7 @@ extension BGQCommand {
         static let configuration = CommandConfiguration(
             abstract: "Cancel tasks: pending ones at once, running ones by aborting their session.",
             discussion: """
-                A running task's worker aborts its session and frees its slot within one poll interval;
-                cancel waits for that (up to --wait seconds) before printing.
+                A running task's worker aborts its session and frees its slot within one poll interval; cancel waits for that (up to --wait seconds) before printing.
 
                 Examples:
                   bgq cancel bg_1a2b3c4d
@@ -93,7 +91,7 @@ extension BGQCommand {
         @Argument(help: "Task ids or unique prefixes.") var ids: [String] = []
         @Flag(help: "Cancel every pending and running task (of --parent, if given).") var all = false
         @Option(help: "With --all: only the tasks of this parent.") var parent: String?
-        @Option(help: "Seconds to wait for running tasks' workers to confirm (default 5).") var wait: Double = 5
+        @Option(help: "Seconds to wait for running tasks' workers to confirm.") var wait: Double = 5
         @Flag(help: "Print the outcome as JSON.") var json = false
 
         func validate() throws {
@@ -112,7 +110,7 @@ extension BGQCommand {
             }
             for text in ids {
                 do { targets.append(try store.resolveTaskID(text)) } catch let error as BGQError {
-                    if case .notFound = error { failures.append(("[ERROR] Task not found: \(text)", ExitStatus.notFound)) } else { throw error }
+                    if case .notFound = error { failures.append(("[ERROR] " + Render.taskNotFound(text, error), ExitStatus.notFound)) } else { throw error }
                 }
             }
             var outcomes = try store.cancel(taskIDs: targets)
@@ -186,7 +184,7 @@ extension BGQCommand {
         @Option(help: "Only tasks of this agent.") var agent: String?
         @Option(help: "Only tasks of this model (provider/model, or the model part).") var model: String?
         @Option(help: "Only tasks of this parent.") var parent: String?
-        @Option(help: "At most this many (default 50).") var limit: Int = 50
+        @Option(help: "At most this many.") var limit: Int = 50
         @Flag(help: "Print the tasks as JSON.") var json = false
 
         func validate() throws {

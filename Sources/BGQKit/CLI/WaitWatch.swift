@@ -7,8 +7,7 @@ extension BGQCommand {
         static let configuration = CommandConfiguration(
             abstract: "Wait until tasks end, printing a notice as each ends and a summary at the end.",
             discussion: """
-                Exit 0 when every task completed, 1 when any ended in error or was cancelled, 4 on timeout.
-                On a terminal a live line shows counts by status, running per key against its limit, and the time.
+                Exit 0 when every task completed, 1 when any ended in error or was cancelled, 4 on timeout. On a terminal a live line shows counts by status, running per key against its limit, and the time.
 
                 Examples:
                   bgq wait bg_1a2b bg_3c4d
@@ -65,7 +64,7 @@ extension BGQCommand {
                 }
                 if live && lastDraw.map({ now - $0 >= 500 }) ?? true {
                     lastDraw = now
-                    var line = try Self.progressLine(store, targets: targets, finished: finished, elapsedMs: now - started)
+                    var line = Render.safe(try Self.progressLine(store, targets: targets, finished: finished, elapsedMs: now - started))
                     if let columns = Self.terminalColumns() { line = Self.fit(line, columns: columns) }
                     // One row, always: a line that wrapped would leave its first rows behind at the next "\r\e[K".
                     // It is cut to the width (read at each draw: the terminal may be resized), and autowrap is off
@@ -120,8 +119,7 @@ extension BGQCommand {
         static let configuration = CommandConfiguration(
             abstract: "Follow every state transition as it happens (Ctrl-C to stop).",
             discussion: """
-                Reads the event table with a cursor: nothing is missed or shown twice, whatever the workers do.
-                Starts at the newest event; --since 0 replays the whole history first.
+                Reads the event table with a cursor: nothing is missed or shown twice, whatever the workers do. Starts at the newest event; --since 0 replays the whole history first.
 
                 Examples:
                   bgq watch
@@ -165,7 +163,8 @@ extension BGQCommand {
         static func line(_ e: TaskEvent, _ description: String) -> String {
             let from = e.from?.rawValue ?? "new"
             let who = e.workerID.map { " [\($0), attempt \(e.attempt)]" } ?? ""
-            return "#\(e.id) \(e.at.iso8601) \(e.taskID) \(from) → \(e.to.rawValue)\(who) \(Render.truncate(description, 50))\(e.reason.map { ": \(Render.truncate($0, 120))" } ?? "")"
+            return "#\(e.id) \(e.at.iso8601) \(e.taskID) \(from) → \(e.to.rawValue)\(who) \(Render.safe(Render.truncate(description, 50)))"
+                + (e.reason.map { ": \(Render.safe(Render.truncate($0, 120)))" } ?? "")
         }
 
         static func json(_ e: TaskEvent, _ description: String) -> String {

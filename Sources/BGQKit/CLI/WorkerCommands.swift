@@ -9,9 +9,9 @@ extension BGQCommand {
             abstract: "Run queued tasks: claim under the limits, run agent sessions, poll them, record every transition.",
             discussion: """
                 Start as many workers as you like, at any time, on one database; kill them at any time.
-                SIGTERM or SIGINT stops claiming and hands running sessions over: they keep running and the next
-                worker adopts them without running them again. With --drain the worker waits for its sessions
-                instead; a second SIGINT then aborts them and requeues their tasks.
+
+                SIGTERM or SIGINT stops claiming and hands running sessions over: they keep running and the next worker adopts them without running them again. With --drain the worker waits for its sessions instead; a second SIGINT then aborts them and requeues their tasks.
+
                 Logs one line per state change on stderr.
 
                 Examples:
@@ -21,7 +21,7 @@ extension BGQCommand {
                 """)
 
         @OptionGroup var database: DatabaseOptions
-        @Option(parsing: .unconditional, help: "Most sessions this worker runs at once (default 16).") var maxSessions: Int = 16
+        @Option(parsing: .unconditional, help: "Most sessions this worker runs at once.") var maxSessions: Int = 16
         @Option(help: "How often each session is polled, e.g. 2s or 500ms (default: the database's setting, 2s).") var pollInterval: String?
         @Option(help: "A name shown by `bgq workers` (default: host:pid).") var name: String?
         @Flag(help: "On SIGTERM/SIGINT, let this worker's sessions finish before exiting.") var drain = false
@@ -89,15 +89,15 @@ extension BGQCommand {
         static let configuration = CommandConfiguration(
             abstract: "List, add or remove agents.",
             discussion: """
-                Built-in agents are named after their preset: \(AgentPreset.all.filter { $0.name != "command" }.map(\.name).joined(separator: ", ")).
-                Your own agents are stored in the database, so every worker sees them.
+                Built-in agents are named after their preset: \(AgentPreset.all.filter { $0.name != "command" }.map(\.name).joined(separator: ", ")). Your own agents are stored in the database, so every worker sees them.
 
                 Examples:
                   bgq agents
                   bgq agents add explore --preset claude --model anthropic/claude-sonnet-4-5
-                  bgq agents add review --preset command --executable ./review.sh --arg '{prompt}'
-                  bgq agents add build --preset opencode-server --url http://127.0.0.1:4096 --cwd ~/src/app
-                  bgq agents add smol --preset openai --url http://127.0.0.1:8080/v1 --model local/smollm2
+                  bgq agents add review --preset command --executable ./review.sh \\
+                      --arg '{prompt}'
+                  bgq agents add build --preset opencode-server \\
+                      --url http://127.0.0.1:4096 --cwd ~/src/app
                   bgq agents add haiku --preset anthropic --model anthropic/claude-haiku-4-5
                   bgq agents remove explore
                 """,
@@ -140,13 +140,16 @@ extension BGQCommand {
                 Examples:
                   bgq agents add explore --preset claude --model anthropic/claude-sonnet-4-5
                   bgq agents add local --preset llm --model local/smollm2
-                  bgq agents add review --preset command --executable ./review.sh --arg --model --arg '{model}' --arg '{prompt}'
-                  bgq agents add build --preset opencode-server --url http://127.0.0.1:4096 --cwd ~/src/app
-                  bgq agents add smol --preset openai --url http://127.0.0.1:8080/v1 --model local/smollm2
-                  bgq agents add haiku --preset anthropic --model anthropic/claude-haiku-4-5 --api-key-env MY_ANTHROPIC_KEY
+                  bgq agents add review --preset command --executable ./review.sh \\
+                      --arg --model --arg '{model}' --arg '{prompt}'
+                  bgq agents add build --preset opencode-server \\
+                      --url http://127.0.0.1:4096 --cwd ~/src/app
+                  bgq agents add smol --preset openai --url http://127.0.0.1:8080/v1 \\
+                      --model local/smollm2
+                  bgq agents add haiku --preset anthropic \\
+                      --model anthropic/claude-haiku-4-5 --api-key-env MY_ANTHROPIC_KEY
 
-                HTTP presets (opencode-server, openai, anthropic) take --url and --api-key-env: the NAME of the
-                worker's environment variable that holds the key or server password (never the key itself).
+                HTTP presets (opencode-server, openai, anthropic) take --url and --api-key-env: the NAME of the worker's environment variable that holds the key or server password (never the key itself).
                 """)
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The agent's name.") var name: String
@@ -156,7 +159,7 @@ extension BGQCommand {
         @Option(help: "The default model (provider/model).") var model: String?
         @Option(name: .customLong("env"), help: "KEY=VALUE for the agent's environment (repeatable). Not for secrets: they would be stored.") var env: [String] = []
         @Option(help: "The working directory.") var cwd: String?
-        @Option(help: "argv (default) or stdin.") var promptVia: String = "argv"
+        @Option(help: "argv or stdin.") var promptVia: String = "argv"
         @Option(help: "What the agent is for.") var description: String?
         @Option(help: "HTTP presets: the OpenCode server's URL, or the API's base URL.") var url: String?
         @Option(help: "HTTP presets: the name of the worker's environment variable holding the API key or server password.") var apiKeyEnv: String?

@@ -27,6 +27,9 @@ public struct TaskRecord: Sendable, Equatable {
     public var statusReason: String?
     public var progress: Progress
     public var run: RunHandle
+    /// How long the agent really ran, in milliseconds, once the task ended: `finished_at - started_at`,
+    /// less any time an ended session waited for a worker to adopt it after its own worker died.
+    public var runMs: Int64? = nil
 
     /// Progress as the polling worker last saw it.
     public struct Progress: Sendable, Equatable {

@@ -30,6 +30,9 @@ public struct Settings: Equatable, Sendable {
     /// Largest prompt for agents that take it as a command-line argument (1 MiB); on Linux a single
     /// argument is further capped by the kernel (`AgentPreset.argvPromptLimit`).
     public var maxArgvPromptBytes: Int64 = 1 << 20
+    /// A finished task's run folder (its stdout, stderr and exit files) is removed this long after it
+    /// ended (1 hour; 0 removes it at once). What `bgq show` prints is in the database by then.
+    public var runRetentionMs: Int64 = 3_600_000
 
     public init() {}
 
@@ -51,6 +54,7 @@ public struct Settings: Equatable, Sendable {
         ("max_worker_deaths", \.maxWorkerDeaths, 1...100, "workers that may die holding one task before it ends in error", .count),
         ("max_prompt_bytes", \.maxPromptBytes, 1...(1 << 30), "largest prompt for stdin and HTTP agents", .bytes),
         ("max_argv_prompt_bytes", \.maxArgvPromptBytes, 1...(1 << 30), "largest prompt passed as a command-line argument", .bytes),
+        ("run_retention_ms", \.runRetentionMs, 0...2_592_000_000, "a finished task's run folder is removed this long after it ended", .milliseconds),
     ] }
 
     public static let stablePollsKey = "stable_polls"

@@ -98,6 +98,17 @@ public func formatDuration(milliseconds: Int64) -> String {
     return "\(seconds)s"
 }
 
+/// A duration in words, in the largest unit that states it exactly: `30 minutes`, `1 minute`,
+/// `90 seconds`, `1.5 seconds`, `2 hours` (the original's "Task timed out after 30 minutes" texts).
+public func spelledDuration(milliseconds: Int64) -> String {
+    func count(_ value: Int64, _ unit: String) -> String { "\(value) \(unit)\(value == 1 ? "" : "s")" }
+    let ms = max(0, milliseconds)
+    if ms >= 3_600_000 && ms % 3_600_000 == 0 { return count(ms / 3_600_000, "hour") }
+    if ms >= 60_000 && ms % 60_000 == 0 { return count(ms / 60_000, "minute") }
+    if ms % 1000 == 0 { return count(ms / 1000, "second") }
+    return String(format: "%g seconds", Double(ms) / 1000)
+}
+
 /// Parses `500ms`, `2s`, `3m`, `1h`, `7d` or a bare number of seconds into milliseconds.
 public func parseDuration(_ text: String) -> Int64? {
     let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()

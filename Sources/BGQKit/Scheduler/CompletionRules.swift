@@ -72,7 +72,7 @@ public struct CompletionRules: Sendable {
     ///   - sinceProgressMs: time since anything new was seen (messages, output, tool calls).
     public func evaluate(_ snapshot: SessionSnapshot, runtimeMs: Int64, sinceProgressMs: Int64, memory: inout RuleMemory) -> Verdict {
         if settings.taskTTLMs > 0 && runtimeMs >= settings.taskTTLMs {
-            return .fail(error: "Task timed out after \(settings.taskTTLMs / 60_000) minutes", abort: true)
+            return .fail(error: "Task timed out after \(spelledDuration(milliseconds: settings.taskTTLMs))", abort: true)
         }
         // An ended session cannot make progress any more: decide now, whatever its age.
         if case .ended(let exitCode, let detail) = snapshot.status {

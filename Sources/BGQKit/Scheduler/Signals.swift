@@ -106,7 +106,8 @@ public final class WorkerLog {
         let line: String
         switch format {
         case .text:
-            line = "\(time) \(workerID) \(task.map { "\($0) " } ?? "")\(message)\n"
+            // Reasons, errors and hook commands come from users and agents: escaped for the terminal.
+            line = "\(time) \(workerID) \(task.map { "\($0) " } ?? "")\(Render.safe(message))\n"
         case .json:
             var object: [String: String] = fields
             object["time"] = time

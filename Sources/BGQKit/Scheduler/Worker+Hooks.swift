@@ -17,7 +17,8 @@ extension Worker {
                 let input = "\(directory)/\(hook.id).json"
                 try PrivateFiles.createFile(input)
                 let task = try store.requireTask(id: hook.taskID)
-                try Data(Render.jsonLine(Render.taskJSON(task)).utf8).write(to: URL(fileURLWithPath: input))
+                // One line with its newline: `cat >> done.jsonl` as the hook makes valid JSONL.
+                try Data((Render.jsonLine(Render.taskJSON(task)) + "\n").utf8).write(to: URL(fileURLWithPath: input))
                 var environment = ProcessInfo.processInfo.environment
                 environment["BGQ_TASK_ID"] = task.id
                 environment["BGQ_TASK_STATUS"] = task.status.rawValue
@@ -48,6 +49,8 @@ extension Worker {
         }
         do {
             try store.finishHook(id: hook.id, exitCode: code, error: error)
+            // Its outcome (exit code, last stderr lines) is in the database now: the files would only pile up.
+            for suffix in ["json", "out", "err"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(hook.id).\(suffix)") }
             log.event("hook", task: hook.taskID, code == 0 ? "completion hook done" : "completion hook failed (not retried): \(error ?? "")")
         } catch {
             log.event("warning", task: hook.taskID, "could not record the hook's end: \(error)")
@@ -60,7 +63,7 @@ extension Worker {
         for (pid, running) in runningHooks where now >= running.deadline {
             ProcessSupport.signalGroup(pid, SIGKILL)
             runningHooks[pid]?.deadline = Int64.max
-            log.event("hook", task: running.hook.taskID, "completion hook ran longer than \(Self.hookTimeoutMs / 1000) s: killed")
+            log.event("hook", task: running.hook.taskID, "completion hook ran longer than \(spelledDuration(milliseconds: Self.hookTimeoutMs)): killed")
         }
     }
 }

@@ -71,6 +71,9 @@ extension Worker {
         switch backend.adoptionCheck(task, host: host) {
         case .adoptable:
             guard try store.adopt(task, from: owner, by: workerID, reason: "adopted from \(owner) (worker gone; session still there)") == .owned else { return }
+            if let ended = (backend as? ExecBackend)?.runEndedAt(task) {
+                try store.recordRunEnd(taskID: task.id, workerID: workerID, endedAt: ended)
+            }
             var adopted = task
             adopted.workerID = workerID
             let now = monotonic

@@ -238,8 +238,9 @@ public final class Worker {
             lastCheckpointMonotonic = now
             try store.checkpoint()
         }
+        try RunFolderCleaner(store: store).removeExpired(now: clock.now(), retentionMs: settings.runRetentionMs)
         for id in try store.expireQueuedTasks(ttlMs: settings.taskTTLMs) {
-            log.event("error", task: id, "pending → error: Task timed out while queued (\(settings.taskTTLMs / 60_000) minutes)")
+            log.event("error", task: id, "pending → error: Task timed out while queued (\(spelledDuration(milliseconds: settings.taskTTLMs)))")
         }
     }
 

@@ -153,4 +153,12 @@ public enum Database {
             }
         }
     }
+
+    /// What a writer is told about a file found corrupt after it was opened (it may have been written
+    /// before the damage was seen, so it never claims the file was left untouched).
+    static func corruptionText(path: String, marker: String, found: String) -> String {
+        "\(path) is corrupt (found \(found.trimmingCharacters(in: .whitespacesAndNewlines))); bgq stopped writing to it: "
+            + "check it with `sqlite3 \(path) 'PRAGMA integrity_check'`, restore it from a backup, then remove \(marker)"
+    }
+
 }

@@ -81,6 +81,9 @@ public protocol QueueStore: AnyObject {
     func taskIDs(parentID: String) throws -> [String]
     func stats(since: Instant?) throws -> QueueStats
     func prune(olderThan cutoff: Instant, statuses: [TaskStatus], dryRun: Bool) throws -> PruneResult
+    func tasksWithRunFolders(finishedBefore cutoff: Instant, limit: Int) throws -> [(id: String, attempt: Int)]
+    func forgetRunFolders(taskIDs: [String]) throws
+    func recordRunEnd(taskID: String, workerID: String, endedAt: Instant) throws
 }
 
 /// Which kind of limit.

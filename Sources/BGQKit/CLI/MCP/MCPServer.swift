@@ -21,7 +21,8 @@ extension BGQCommand {
                 Protocol revisions: \(MCPServer.supportedProtocolVersions.joined(separator: ", ")) (a client asking for another gets \(MCPServer.latestProtocolVersion)).
                 Requests run concurrently; notifications/cancelled ends a pending wait; a progressToken gets progress while waiting.
 
-                Example (Claude Code): claude --mcp-config '{"mcpServers":{"bgq":{"command":"bgq","args":["mcp"]}}}'
+                Example (Claude Code):
+                  claude --mcp-config '{"mcpServers":{"bgq":{"command":"bgq","args":["mcp"]}}}'
                 """)
         @OptionGroup var database: DatabaseOptions
 

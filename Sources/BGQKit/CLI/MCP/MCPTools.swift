@@ -149,8 +149,10 @@ final class MCPTools: Sendable {
 
     private func output(_ arguments: [String: JSONValue]) throws -> ToolStep {
         let text = arguments["task_id"]?.string ?? ""
-        guard let id = try store.with({ store in try? store.resolveTaskID(text) }) else {
-            return .done(ToolOutcome(text: "Task not found: \(text)", isError: true))
+        let id: String
+        switch try store.with({ try Self.lookUp(text, in: $0) }) {
+        case .found(let found): id = found
+        case .missing(let reason): return .done(ToolOutcome(text: reason, isError: true))
         }
         // Clamped as a Double first: Int64(1e300) would trap.
         let timeoutMs = Int64(min(arguments["timeout"]?.number ?? 60_000, Double(Self.maximumWaitMilliseconds)))
@@ -173,12 +175,31 @@ final class MCPTools: Sendable {
             guard let text = arguments["taskId"]?.string else {
                 return ToolOutcome(text: "[ERROR] Invalid arguments: Either provide a taskId or set all=true to cancel all running tasks.", isError: true)
             }
-            guard let id = try? store.resolveTaskID(text) else { return ToolOutcome(text: "[ERROR] Task not found: \(text)", isError: true) }
+            let id: String
+            switch try Self.lookUp(text, in: store) {
+            case .found(let found): id = found
+            case .missing(let reason): return ToolOutcome(text: "[ERROR] " + reason, isError: true)
+            }
             switch try store.cancel(taskIDs: [id]).first {
             case .cancelled(let task)?, .requested(let task)?: return ToolOutcome(text: BGQCommand.Cancel.render([task]), isError: false)
             case .alreadyFinished(let task)?:
                 return ToolOutcome(text: "[ERROR] Cannot cancel task: current status is \"\(task.status.rawValue)\".\nOnly running or pending tasks can be cancelled.", isError: true)
             case nil: return ToolOutcome(text: "[ERROR] Task not found: \(text)", isError: true)
+            }
+        }
+    }
+
+    /// A task id as a tool names it: found, or the reason no single task matches (the seed's "Task not found").
+    enum Lookup { case found(String), missing(String) }
+
+    /// Resolves a tool's task id. A database error (locked, corrupt) is thrown, never answered as "not found".
+    static func lookUp(_ text: String, in store: any QueueStore) throws -> Lookup {
+        do {
+            return .found(try store.resolveTaskID(text))
+        } catch let error as BGQError {
+            switch error {
+            case .notFound, .usage: return .missing(Render.taskNotFound(text, error))
+            default: throw error
             }
         }
     }

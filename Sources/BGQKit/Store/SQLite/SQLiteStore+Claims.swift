@@ -112,7 +112,7 @@ extension SQLiteStore {
                 UPDATE tasks SET status = 'running', worker_id = ?, attempt = attempt + 1, started_at = ?, concurrency_key = ?,
                     run_after = NULL, cancel_requested_at = NULL, last_progress_at = ?, status_changed_at = ?, status_reason = ?,
                     run_host = NULL, run_pid = NULL, run_pid_start = NULL, run_dir = NULL, run_log_offset = 0, run_handle = NULL,
-                    message_count = 0
+                    message_count = 0, run_ms = NULL
                 WHERE seq = ? AND status = 'pending'
                 RETURNING id
                 """)
@@ -351,8 +351,7 @@ extension SQLiteStore {
         return try write {
             let stamp = now
             let cutoff = Instant(milliseconds: stamp.milliseconds - ttlMs).iso8601
-            let minutes = ttlMs / 60_000
-            let text = "Task timed out while queued (\(minutes) minutes)"
+            let text = "Task timed out while queued (\(spelledDuration(milliseconds: ttlMs)))"
             return try connection.query("""
                 UPDATE tasks SET status = 'error', finished_at = ?, error = ?, status_changed_at = ?, status_reason = ?
                 WHERE status = 'pending' AND created_at < ?

@@ -6,7 +6,8 @@ extension Database {
     /// Maps a SQLite error to bgq's typed database error, by its (extended) result code, never its text.
     /// Every path out of the store goes through here, so no `SQLiteError` reaches the scheduler or the CLI.
     /// See https://www.sqlite.org/rescode.html
-    static func typed(_ error: SQLiteError, path: String) -> BGQError {
+    /// `waitedMilliseconds`: how long the failed operation really took, retries included, when measured.
+    static func typed(_ error: SQLiteError, path: String, waitedMilliseconds: Int64? = nil) -> BGQError {
         let kind = kind(of: error)
         let detail = "\(error.message), SQLite code \(error.extendedCode)"
         let message: String
@@ -16,7 +17,9 @@ extension Database {
         case .corrupt:
             message = "\(path) is corrupt (\(error.message)); it was left untouched: restore it from a backup, or move it away to start afresh"
         case .busy:
-            message = "\(path) is locked by another process (waited \(defaultBusyTimeout()) ms and retried); try again, or raise BGQ_BUSY_TIMEOUT_MS"
+            let waited = waitedMilliseconds.map { String(format: "waited %.1f s, retries included", Double($0) / 1000) }
+                ?? "still locked after a busy timeout of \(defaultBusyTimeout()) ms"
+            message = "\(path) is locked by another process (\(waited)); try again, or raise BGQ_BUSY_TIMEOUT_MS"
         case .locked:
             message = "\(path) is locked by a conflicting operation in this process (\(detail)); try again"
         case .readOnly:

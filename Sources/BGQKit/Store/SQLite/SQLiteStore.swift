@@ -18,22 +18,46 @@ public final class SQLiteStore {
     }
 
     /// Runs a writing transaction and turns SQLite errors into one-line errors that name the file.
+    /// Refused once any bgq process found the file corrupt (see `corruptionMarker`).
     @discardableResult
     func write<T>(_ body: () throws -> T) throws -> T {
+        if let found = try? String(contentsOfFile: corruptionMarker, encoding: .utf8) {
+            throw BGQError.database(DatabaseError(.corrupt, Database.corruptionText(path: path, marker: corruptionMarker, found: found)))
+        }
+        let started = clock.monotonicMilliseconds()
         do {
             return try connection.transaction(.immediate, body)
         } catch let error as SQLiteError {
-            throw Database.typed(error, path: path)
+            throw describe(error, startedMonotonic: started)
         }
     }
 
     /// Runs a read-only transaction (one consistent snapshot).
     func read<T>(_ body: () throws -> T) throws -> T {
+        let started = clock.monotonicMilliseconds()
         do {
             return try connection.transaction(.deferred, body)
         } catch let error as SQLiteError {
-            throw Database.typed(error, path: path)
+            throw describe(error, startedMonotonic: started)
         }
+    }
+
+    /// Written by the first bgq process that meets a corrupt page after opening the file: from then on
+    /// every writer (commands and workers) refuses to write, so a damaged file is not made worse and
+    /// the backup a person restores is not overtaken by new writes. Removing it lets writes resume.
+    public var corruptionMarker: String { path + ".corrupt" }
+
+    /// The one-line error for a SQLite error met after the file was opened: the time really waited for
+    /// a lock (measured, all retries included), and a corrupt page marks the file for every writer.
+    func describe(_ error: SQLiteError, startedMonotonic: Int64) -> BGQError {
+        guard error.isCorrupt else {
+            return Database.typed(error, path: path, waitedMilliseconds: clock.monotonicMilliseconds() - startedMonotonic)
+        }
+        let found = "\(clock.now().iso8601): \(error.message)"
+        if (try? PrivateFiles.createFile(corruptionMarker)) == true {
+            try? Data(found.utf8).write(to: URL(fileURLWithPath: corruptionMarker))
+        }
+        return .database(DatabaseError(.corrupt, Database.corruptionText(path: path, marker: corruptionMarker, found: found)))
     }
 
     /// The directory where exec sessions keep their logs: beside the database, private to the owner.
@@ -50,7 +74,7 @@ extension SQLiteStore {
         priority, max_retries, attempt, run_after, on_complete, concurrency_key, worker_id, cancel_requested_at,
         created_at, started_at, finished_at, result, error, status_reason, message_count, tool_calls, last_tool,
         last_message, last_message_at, last_progress_at, todos, run_host, run_pid, run_pid_start, run_dir,
-        run_log_offset, run_handle
+        run_log_offset, run_handle, run_ms
         """
 
     static func instant(_ row: Row, _ column: Int32) -> Instant? {
@@ -73,7 +97,7 @@ extension SQLiteStore {
         run.directory = row.optionalText(35)
         run.logOffset = row.int64(36)
         run.handle = row.optionalText(37)
-        return TaskRecord(
+        var record = TaskRecord(
             seq: row.int64(0), id: row.text(1), status: TaskStatus(rawValue: row.text(2)) ?? .error,
             description: row.text(3), prompt: row.text(4), agent: row.text(5), model: row.optionalText(6),
             modelKey: row.text(7), parentID: row.optionalText(8), sessionID: row.optionalText(9),
@@ -82,6 +106,8 @@ extension SQLiteStore {
             workerID: row.optionalText(17), cancelRequestedAt: instant(row, 18), createdAt: instant(row, 19) ?? Instant(milliseconds: 0),
             startedAt: instant(row, 20), finishedAt: instant(row, 21), result: row.optionalText(22), error: row.optionalText(23),
             statusReason: row.optionalText(24), progress: progress, run: run)
+        record.runMs = row.isNull(38) ? nil : row.int64(38)
+        return record
     }
 }
 
@@ -163,21 +189,26 @@ extension SQLiteStore {
 
     /// Resolves what a person typed (a full id or any unique prefix, with or without `bg_`) to one task id.
     public func resolveTaskID(_ text: String) throws -> String {
-        try resolveID(text, prefix: Identifier.taskPrefix(from: text), table: "tasks", kind: "Task",
+        try resolveID(text, prefix: Identifier.taskPrefix(from: text), idPrefix: Identifier.taskPrefix, table: "tasks", kind: "Task",
                       example: "task ids look like bg_1a2b3c4d; `bgq list` shows them")
     }
 
     /// Resolves a session id or unique prefix.
     public func resolveSessionID(_ text: String) throws -> String {
-        try resolveID(text, prefix: Identifier.sessionPrefix(from: text), table: "sessions", kind: "Session",
+        try resolveID(text, prefix: Identifier.sessionPrefix(from: text), idPrefix: Identifier.sessionPrefix, table: "sessions", kind: "Session",
                       example: "session ids look like ses_1a2b3c4d5e6f; `bgq show` prints a task's session")
     }
 
     /// One id for a unique prefix, as git resolves commits: none is "not found", several list the matches.
     /// The prefix is checked to be hex before it reaches SQL, and GLOB with a literal prefix uses the index.
-    func resolveID(_ text: String, prefix: String?, table: String, kind: String, example: String) throws -> String {
+    /// Text that cannot be an id says why: too short (nothing after `bg_`), too long, or not hex.
+    func resolveID(_ text: String, prefix: String?, idPrefix: String, table: String, kind: String, example: String) throws -> String {
         guard let prefix else {
-            throw BGQError.notFound("\(kind) not found: \(text.prefix(80)) (\(example))")
+            let digits = text.lowercased().hasPrefix(idPrefix) ? text.dropFirst(idPrefix.count) : Substring(text)
+            let why = digits.isEmpty ? "too short: type at least 1 hex digit after \(idPrefix)"
+                : digits.count > 32 ? "too long: an id has at most 32 hex digits after \(idPrefix)"
+                : "not an id prefix: only the hex digits 0-9 and a-f follow \(idPrefix)"
+            throw BGQError.notFound("\(kind) not found: '\(text.prefix(80))' is \(why) (\(example))")  // says why: nothing to look up
         }
         let matches = try read {
             try connection.query("SELECT id FROM \(table) WHERE id GLOB ? ORDER BY id LIMIT 11", [.text(prefix + "*")]) { $0.text(0) }
