@@ -49,6 +49,26 @@ import Testing
         #expect(!result.stderr.contains("Missing"), "\(arguments): \(result.stderr)")
     }
 
+    /// A negative value used to be taken for a flag ("Missing value for '--limit <limit>'"): each option
+    /// that takes a number or a duration names itself and its range instead.
+    @Test(arguments: [
+        (["list", "--limit", "-1"], "--limit"),
+        (["watch", "--since", "-1"], "--since"),
+        (["show", "bg_1", "--block", "--timeout", "-5"], "--timeout"),
+        (["wait", "--all", "--timeout", "-1"], "--timeout"),
+        (["cancel", "bg_1", "--wait", "-1"], "--wait"),
+        (["worker", "--poll-interval", "-2s"], "--poll-interval"),
+        (["stats", "--since", "-1h"], "--since"),
+        (["prune", "--older-than", "-1d"], "--older-than"),
+    ])
+    func negativeNumbersAreValuesNotFlags(_ arguments: [String], _ name: String) throws {
+        let db = TempDatabase()
+        let result = try BGQBinary.run(arguments, db: db)
+        #expect(result.status == 2, "\(arguments): \(result.stderr)")
+        #expect(result.stderr.contains(name), "\(arguments): \(result.stderr)")
+        #expect(!result.stderr.contains("Missing value"), "\(arguments): \(result.stderr)")
+    }
+
     @Test func aNegativePriorityIsANumberNotAFlag() throws {
         let db = TempDatabase()
         let result = try BGQBinary.run(["enqueue", "--agent", "shell", "--priority", "-5", "--json", "true"], db: db)

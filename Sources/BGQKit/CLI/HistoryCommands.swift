@@ -34,7 +34,7 @@ extension BGQCommand {
             abstract: "Counts by status, slot use per concurrency key, durations by agent and model, errors by reason.",
             discussion: "Examples:\n  bgq stats\n  bgq stats --since 24h\n  bgq stats --since 7d --json")
         @OptionGroup var database: DatabaseOptions
-        @Option(help: "Only tasks since this long ago (e.g. 24h, 7d).") var since: String?
+        @Option(parsing: .unconditional, help: "Only tasks since this long ago (e.g. 24h, 7d).") var since: String?
         @Flag(help: "Print as JSON.") var json = false
 
         func validate() throws {
@@ -90,7 +90,7 @@ extension BGQCommand {
                   bgq prune
                 """)
         @OptionGroup var database: DatabaseOptions
-        @Option(help: "Delete tasks that finished longer ago than this (e.g. 7d, 12h).") var olderThan: String?
+        @Option(parsing: .unconditional, help: "Delete tasks that finished longer ago than this (e.g. 7d, 12h).") var olderThan: String?
         @Option(help: "Only tasks in this status (repeatable): completed, error, cancelled.") var status: [String] = []
         @Flag(help: "Only say how many would be deleted.") var dryRun = false
 

@@ -18,7 +18,7 @@ extension BGQCommand {
         @OptionGroup var database: DatabaseOptions
         @Argument(help: "The task id or a unique prefix.") var id: String
         @Flag(help: "Wait until the task ends.") var block = false
-        @Option(help: "With --block: seconds to wait (at most 86400).") var timeout: Double = 60
+        @Option(parsing: .unconditional, help: "With --block: seconds to wait (at most 86400).") var timeout: Double = 60
         @Flag(help: "Print the task as JSON.") var json = false
 
         func validate() throws {
@@ -91,7 +91,7 @@ extension BGQCommand {
         @Argument(help: "Task ids or unique prefixes.") var ids: [String] = []
         @Flag(help: "Cancel every pending and running task (of --parent, if given).") var all = false
         @Option(help: "With --all: only the tasks of this parent.") var parent: String?
-        @Option(help: "Seconds to wait for running tasks' workers to confirm.") var wait: Double = 5
+        @Option(parsing: .unconditional, help: "Seconds to wait for running tasks' workers to confirm.") var wait: Double = 5
         @Flag(help: "Print the outcome as JSON.") var json = false
 
         func validate() throws {
@@ -184,7 +184,7 @@ extension BGQCommand {
         @Option(help: "Only tasks of this agent.") var agent: String?
         @Option(help: "Only tasks of this model (provider/model, or the model part).") var model: String?
         @Option(help: "Only tasks of this parent.") var parent: String?
-        @Option(help: "At most this many.") var limit: Int = 50
+        @Option(parsing: .unconditional, help: "At most this many.") var limit: Int = 50
         @Flag(help: "Print the tasks as JSON.") var json = false
 
         func validate() throws {

@@ -18,7 +18,7 @@ extension BGQCommand {
         @Argument(help: "Task ids or unique prefixes.") var ids: [String] = []
         @Option(help: "All tasks of this parent.") var parent: String?
         @Flag(help: "Every task pending or running now.") var all = false
-        @Option(help: "Give up after this many seconds (default: wait forever).") var timeout: Double?
+        @Option(parsing: .unconditional, help: "Give up after this many seconds (default: wait forever).") var timeout: Double?
 
         func validate() throws {
             guard !ids.isEmpty || parent != nil || all else { throw ValidationError("name task ids, or pass --parent ID or --all") }
@@ -128,7 +128,7 @@ extension BGQCommand {
                 """)
         @OptionGroup var database: DatabaseOptions
         @Option(help: "Only tasks of this parent.") var parent: String?
-        @Option(help: "Start after this event id (0 = from the beginning).") var since: Int64?
+        @Option(parsing: .unconditional, help: "Start after this event id (0 = from the beginning).") var since: Int64?
         @Flag(help: "One JSON object per line.") var json = false
 
         func validate() throws {

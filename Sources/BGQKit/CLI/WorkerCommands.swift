@@ -22,7 +22,7 @@ extension BGQCommand {
 
         @OptionGroup var database: DatabaseOptions
         @Option(parsing: .unconditional, help: "Most sessions this worker runs at once.") var maxSessions: Int = 16
-        @Option(help: "How often each session is polled, e.g. 2s or 500ms (default: the database's setting, 2s).") var pollInterval: String?
+        @Option(parsing: .unconditional, help: "How often each session is polled, e.g. 2s or 500ms (default: the database's setting, 2s).") var pollInterval: String?
         @Option(help: "A name shown by `bgq workers` (default: host:pid).") var name: String?
         @Flag(help: "On SIGTERM/SIGINT, let this worker's sessions finish before exiting.") var drain = false
         @Option(help: "text or json.") var logFormat: String = "text"
