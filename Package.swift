@@ -9,6 +9,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The HTTP backends' client (SwiftNIO, NIOSSL). Its manifest needs a Swift 6.2 or later toolchain.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // The system's SQLite3, found through pkg-config (Debian: libsqlite3-dev).
@@ -31,6 +33,7 @@ let package = Package(
             dependencies: [
                 "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             plugins: ["EmbedMigrations"]
         ),

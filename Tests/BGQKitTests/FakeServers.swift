@@ -104,7 +104,9 @@ final class FakeServer {
         var allHeaders = ["content-type": "application/json"]
         for (key, value) in headers { allHeaders[key] = value }
         let request = HTTPRequest(method: method, url: URL(string: url + path)!, headers: allHeaders, body: body?.data, timeoutSeconds: 10)
-        switch HTTPClient().send(request) {
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        switch client.send(request) {
         case .success(let response): return JSONValue.parse(data: response.body)
         case .failure(let error): throw BGQError.failure("\(method) \(path) on \(script): \(error)")
         }

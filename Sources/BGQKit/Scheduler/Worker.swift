@@ -36,7 +36,7 @@ public final class Worker {
     let noop = NoopBackend()
     let environment: [String: String]
     /// HTTP backends, made when a task first needs one (an exec-only worker never opens a socket or loads libssl).
-    lazy var http = HTTPClient()
+    lazy var http = HTTPClient(environment: environment)
     lazy var opencode = OpenCodeBackend(http: http, environment: environment)
     lazy var openai = makeProviderBackend(.openai)
     lazy var anthropic = makeProviderBackend(.anthropic)
@@ -112,6 +112,8 @@ public final class Worker {
         WakeUp.prepare()
         StopSignals.install()
         ProcessSupport.markInheritedDescriptorsCloseOnExec()
+        // Pooled connections closed and the event loop stopped, if an HTTP backend made them.
+        defer { http.shutdown() }
         try register()
         databaseIdentity = Self.fileIdentity(store.path)
         reapDeadWorkers()

@@ -36,6 +36,8 @@ public enum OpenCodeError: Error, Equatable, CustomStringConvertible {
     case malformed(url: String, endpoint: String, detail: String)
     case http(url: String, endpoint: String, status: Int, message: String)
     case timedOut(url: String, endpoint: String)
+    /// The call failed for good: a broken or oversized reply, an untrusted certificate.
+    case failed(url: String, endpoint: String, detail: String)
 
     public var description: String {
         switch self {
@@ -51,6 +53,8 @@ public enum OpenCodeError: Error, Equatable, CustomStringConvertible {
             "opencode server at \(url) answered \(endpoint) with HTTP \(status): \(message)"
         case .timedOut(let url, let endpoint):
             "opencode server at \(url) did not answer \(endpoint) in time"
+        case .failed(let url, let endpoint, let detail):
+            "\(endpoint) to the opencode server at \(url) failed: \(detail)"
         }
     }
 
@@ -93,12 +97,17 @@ public struct OpenCodeClient {
         switch http.send(request) {
         case .failure(.timedOut):
             return .failure(.timedOut(url: server.url, endpoint: endpoint))
+        case .failure(let failure) where !failure.isTransient && failure != .cancelled:
+            return .failure(.failed(url: server.url, endpoint: endpoint, detail: failure.description))
         case .failure:
             return .failure(.unreachable(url: server.url))
         case .success(let response):
             switch response.status {
             case 200..<300:
                 guard !response.body.isEmpty, response.status != 204 else { return .success(nil) }
+                guard String(validating: response.body, as: UTF8.self) != nil else {
+                    return .failure(.malformed(url: server.url, endpoint: endpoint, detail: "not UTF-8"))
+                }
                 guard let value = JSONValue.parse(data: response.body) else {
                     return .failure(.malformed(url: server.url, endpoint: endpoint, detail: "not JSON: \(response.bodyText.prefix(80))"))
                 }

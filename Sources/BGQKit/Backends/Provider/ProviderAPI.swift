@@ -50,6 +50,8 @@ public enum ProviderAPI: String, Sendable {
     }
 
     func reply(_ body: Data) -> Reply {
+        // JSON is UTF-8 (RFC 8259): bytes that are not would reach the result as replacement characters.
+        guard String(validating: body, as: UTF8.self) != nil else { return .malformed("not UTF-8") }
         guard let value = JSONValue.parse(data: body) else {
             return .malformed("not JSON: \(String(decoding: body.prefix(80), as: UTF8.self))")
         }

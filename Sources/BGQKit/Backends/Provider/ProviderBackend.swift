@@ -4,7 +4,7 @@ import Foundation
 ///
 /// The conversation lives in the database as session message rows (the prompt as a `user` message,
 /// the reply as the `result`), so `bgq enqueue --session` continues it: the next request carries the
-/// earlier turns. A call runs on another thread; the worker's loop is woken when the reply is in.
+/// earlier turns. A call runs on the HTTP client's event loop; the worker's loop is woken when the reply is in.
 /// 429 and 5xx are retried with the provider's retry-after or exponential backoff with jitter, a bounded
 /// number of times; while backing off the task keeps its slot, because the limit is what protects the
 /// provider. A worker that adopts a task after a crash sends the request again (the reply was lost with
@@ -155,9 +155,10 @@ public final class ProviderBackend: SessionBackend {
         switch result {
         case .failure(.cancelled):
             return ("the request to \(state.endpointText) was cancelled", true)
-        case .failure(.other(let detail)):
-            // Not a network hiccup (an untrusted certificate, a bad URL): trying again changes nothing.
-            return ("request to \(state.endpointText) failed: \(detail)", true)
+        case .failure(let failure) where !failure.isTransient:
+            // Not a network hiccup (an untrusted certificate, a broken or oversized reply, a bad URL): trying
+            // again changes nothing.
+            return ("request to \(state.endpointText) failed: \(failure)", true)
         case .failure(let failure):
             let detail: String
             if case .unreachable(let why) = failure { detail = why } else { detail = failure.description }
