@@ -89,12 +89,15 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         if reply.contains("\n") { fatalError("a reply spans lines: \(reply.prefix(200))") }
     }
 
-    /// The first byte picks an option, the rest (split at NUL) are its values.
-    static let argumentPrefixes: [[String]] = [
-        ["limits", "set", "--default"], ["limits", "set", "--provider", "p"], ["limits", "set", "--model", "p/m"],
-        ["enqueue", "--agent", "noop", "--priority"], ["enqueue", "--agent", "noop", "--retries"],
-        ["show", "--block", "--timeout"], ["wait", "--timeout"], ["list", "--limit"], ["history", "--since"],
-        ["prune", "--older-than"], ["worker", "--poll-interval"], ["worker", "--max-sessions"], ["watch", "--since"],
+    /// The first byte picks an option, the rest (split at NUL) are its values. Each command type is
+    /// parsed on its own (`parse` runs its validate()), which is faster than through the root command.
+    static let argumentCommands: [(ParsableCommand.Type, [String])] = [
+        (BGQCommand.SetLimit.self, ["--default"]), (BGQCommand.SetLimit.self, ["--provider", "p"]),
+        (BGQCommand.SetLimit.self, ["--model", "p/m"]), (BGQCommand.Enqueue.self, ["--agent", "noop", "--priority"]),
+        (BGQCommand.Enqueue.self, ["--agent", "noop", "--retries"]), (BGQCommand.Show.self, ["--block", "--timeout"]),
+        (BGQCommand.Wait.self, ["--timeout"]), (BGQCommand.List.self, ["--limit"]), (BGQCommand.History.self, ["--since"]),
+        (BGQCommand.Prune.self, ["--older-than"]), (BGQCommand.WorkerCommand.self, ["--poll-interval"]),
+        (BGQCommand.WorkerCommand.self, ["--max-sessions"]), (BGQCommand.Watch.self, ["--since"]),
     ]
 
     static func arguments(_ data: Data) {
@@ -106,7 +109,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             _ = try? LimitInput.checkName(value, what: "model")
             if let number = Int(value) { _ = try? LimitInput.check(number) }
         }
-        let prefix = argumentPrefixes[Int(first) % argumentPrefixes.count]
-        _ = try? BGQCommand.parseAsRoot(prefix + values + (prefix.first == "enqueue" ? ["prompt"] : []))
+        let (command, prefix) = argumentCommands[Int(first) % argumentCommands.count]
+        _ = try? command.parse(prefix + values + (command == BGQCommand.Enqueue.self ? ["prompt"] : []))
     }
 }
