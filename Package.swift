@@ -39,6 +39,9 @@ let package = Package(
         ),
         // The tiny `bgq` entry point.
         .executableTarget(name: "bgq", dependencies: ["BGQKit"]),
+        // libFuzzer targets, one per parser of outside input (Scripts/fuzz builds it with -sanitize=fuzzer,
+        // -DBGQ_FUZZ and its own scratch path); a plain build makes a stub that says how to fuzz.
+        .executableTarget(name: "bgq-fuzz", dependencies: ["BGQKit"], path: "Sources/BGQFuzz"),
         // Tests run the built `bgq` binary as real processes, so they depend on it.
         .testTarget(name: "BGQKitTests", dependencies: ["BGQKit", "bgq"]),
     ],

@@ -35,10 +35,11 @@ extension JSONValue {
         }
     }
 
-    /// Parses a response body; nil when it is not JSON.
+    /// Parses another program's reply; nil when it is not JSON (invalid UTF-8 included). A key
+    /// given twice keeps its last value, as RFC 8259 parsers commonly do.
     public static func parse(data: Data) -> JSONValue? {
         guard !data.isEmpty else { return nil }
-        return try? parse(String(decoding: data, as: UTF8.self))
+        return try? parse(bytes: data, duplicateKeys: .lastWins)
     }
 
     /// Compact JSON text (object keys sorted, so equal values serialize equally).

@@ -1,9 +1,14 @@
 import Foundation
 
-/// A JSON value parsed strictly: `true` is never the number 1, a key may appear only once in an
-/// object, and errors say where they are. A small parser of our own (RFC 8259), because Foundation's
-/// JSONSerialization bridges 0/1 and booleans alike on Linux, and JSONDecoder was the main cost of a
-/// 10,000-line `enqueue --jsonl`.
+/// A JSON value parsed strictly (RFC 8259): `true` is never the number 1, numbers follow the grammar
+/// exactly (no leading zeros, no `1.`, no `NaN`), and errors say where they are. A small parser of our
+/// own, because Foundation's JSONSerialization bridges 0/1 and booleans alike on Linux, and JSONDecoder
+/// was the main cost of a 10,000-line `enqueue --jsonl`.
+///
+/// Two limits that the RFC leaves to the parser: documents nest at most ``maxDepth`` (512) levels, so a
+/// hostile 100,000-deep reply is an error, not a stack overflow; and a `\u` escape of a lone UTF-16
+/// surrogate is refused, because bgq stores text as UTF-8, which cannot hold one.
+/// It passes the JSONTestSuite corpus (Tests/BGQKitTests/JSONConformanceTests.swift).
 public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
@@ -13,17 +18,40 @@ public enum JSONValue: Equatable, Sendable {
     case array([JSONValue])
     case object([String: JSONValue])
 
+    /// How deep arrays and objects may nest; deeper documents are refused.
+    public static let maxDepth = 512
+
+    /// What an object with the same key twice means.
+    public enum DuplicateKeys: Sendable {
+        /// An error naming the key: for input a person writes to bgq (JSONL, config, MCP), where a
+        /// second `"prompt"` is a mistake, not something to settle silently.
+        case refuse
+        /// The last one counts, as in JavaScript and Python: for replies of other programs (RFC 8259
+        /// allows such objects; JSONTestSuite expects them accepted).
+        case lastWins
+    }
+
     /// Parses text; the error names the byte offset and what was wrong.
-    public static func parse(_ text: String) throws -> JSONValue {
+    public static func parse(_ text: String, duplicateKeys: DuplicateKeys = .refuse) throws -> JSONValue {
         var text = text
-        return try text.withUTF8 { bytes in
-            var parser = Parser(bytes: bytes)
-            parser.skipWhitespace()
-            let value = try parser.value(depth: 0)
-            parser.skipWhitespace()
-            guard parser.index == bytes.count else { throw parser.error("unexpected text after the JSON value") }
-            return value
-        }
+        return try text.withUTF8 { try parse(utf8: $0, duplicateKeys: duplicateKeys) }
+    }
+
+    /// Parses UTF-8 bytes that are known to be valid UTF-8 (a String's); see ``parse(bytes:duplicateKeys:)``
+    /// for bytes from outside.
+    static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>, duplicateKeys: DuplicateKeys) throws -> JSONValue {
+        var parser = Parser(bytes: bytes, duplicateKeys: duplicateKeys)
+        parser.skipWhitespace()
+        let value = try parser.value(depth: 0)
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else { throw parser.error("unexpected text after the JSON value") }
+        return value
+    }
+
+    /// Parses bytes from outside (a file, a reply): invalid UTF-8 is an error, never replaced.
+    public static func parse(bytes: some Collection<UInt8>, duplicateKeys: DuplicateKeys = .refuse) throws -> JSONValue {
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw BGQError.usage("JSON text is not valid UTF-8") }
+        return try parse(text, duplicateKeys: duplicateKeys)
     }
 
     /// A whole number (1, or 1.0), else nil. Booleans and fractions are not whole numbers.
@@ -37,8 +65,13 @@ public enum JSONValue: Equatable, Sendable {
 
     struct Parser {
         let bytes: UnsafeBufferPointer<UInt8>
+        var duplicateKeys = DuplicateKeys.refuse
         var index = 0
-        static let maxDepth = 512
+
+        init(bytes: UnsafeBufferPointer<UInt8>, duplicateKeys: DuplicateKeys = .refuse) {
+            self.bytes = bytes
+            self.duplicateKeys = duplicateKeys
+        }
 
         func error(_ message: String) -> BGQError { .usage("\(message) at byte \(index)") }
 
@@ -57,7 +90,6 @@ public enum JSONValue: Equatable, Sendable {
         }
 
         mutating func value(depth: Int) throws -> JSONValue {
-            guard depth < Self.maxDepth else { throw error("JSON nested deeper than \(Self.maxDepth) levels") }
             guard index < bytes.count else { throw error("unexpected end of JSON") }
             switch bytes[index] {
             case UInt8(ascii: "{"): return try object(depth: depth)
@@ -71,9 +103,15 @@ public enum JSONValue: Equatable, Sendable {
             }
         }
 
+        /// Called on entering an array or object at `depth` (the top level is 0).
+        func checkDepth(_ depth: Int) throws {
+            guard depth < JSONValue.maxDepth else { throw error("JSON nested deeper than \(JSONValue.maxDepth) levels") }
+        }
+
         mutating func object(depth: Int) throws -> JSONValue {
             var result: [String: JSONValue] = [:]
-            try objectFields(depth: depth) { key, value in result.updateValue(value, forKey: key) == nil }
+            let refuse = duplicateKeys == .refuse
+            try objectFields(depth: depth) { key, value in result.updateValue(value, forKey: key) == nil || !refuse }
             return .object(result)
         }
 
@@ -82,6 +120,7 @@ public enum JSONValue: Equatable, Sendable {
         /// fixed set of keys keep their own slots instead.
         mutating func objectFields(depth: Int, _ field: (String, JSONValue) throws -> Bool) throws {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw error("expected an object") }
+            try checkDepth(depth)
             index += 1
             skipWhitespace()
             if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return }
@@ -108,6 +147,7 @@ public enum JSONValue: Equatable, Sendable {
         }
 
         mutating func array(depth: Int) throws -> JSONValue {
+            try checkDepth(depth)
             index += 1
             var result: [JSONValue] = []
             skipWhitespace()
@@ -121,98 +161,6 @@ public enum JSONValue: Equatable, Sendable {
                 if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(result) }
                 throw error("expected ',' or ']'")
             }
-        }
-
-        mutating func string() throws -> String {
-            index += 1
-            let start = index
-            // Fast path: no escapes.
-            while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\") {
-                guard bytes[index] >= 0x20 else { throw error("control character in a string") }
-                index += 1
-            }
-            guard index < bytes.count else { throw error("unterminated string") }
-            if bytes[index] == UInt8(ascii: "\"") {
-                let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-                index += 1
-                return text
-            }
-            var buffer = Array(bytes[start..<index])
-            while index < bytes.count {
-                let byte = bytes[index]
-                if byte == UInt8(ascii: "\"") {
-                    index += 1
-                    return String(decoding: buffer, as: UTF8.self)
-                }
-                guard byte >= 0x20 else { throw error("control character in a string") }
-                if byte != UInt8(ascii: "\\") { buffer.append(byte); index += 1; continue }
-                index += 1
-                guard index < bytes.count else { break }
-                let escape = bytes[index]
-                index += 1
-                switch escape {
-                case UInt8(ascii: "\""): buffer.append(0x22)
-                case UInt8(ascii: "\\"): buffer.append(0x5C)
-                case UInt8(ascii: "/"): buffer.append(0x2F)
-                case UInt8(ascii: "b"): buffer.append(0x08)
-                case UInt8(ascii: "f"): buffer.append(0x0C)
-                case UInt8(ascii: "n"): buffer.append(0x0A)
-                case UInt8(ascii: "r"): buffer.append(0x0D)
-                case UInt8(ascii: "t"): buffer.append(0x09)
-                case UInt8(ascii: "u"):
-                    var scalar = try hex4()
-                    if (0xD800..<0xDC00).contains(scalar), index + 1 < bytes.count,
-                       bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
-                        index += 2
-                        let low = try hex4()
-                        guard (0xDC00..<0xE000).contains(low) else { throw error("invalid surrogate pair") }
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    let character = Unicode.Scalar(scalar) ?? "\u{FFFD}"
-                    buffer.append(contentsOf: Array(String(character).utf8))
-                default: throw error("invalid escape")
-                }
-            }
-            throw error("unterminated string")
-        }
-
-        mutating func hex4() throws -> UInt32 {
-            guard index + 4 <= bytes.count else { throw error("truncated \\u escape") }
-            var value: UInt32 = 0
-            for _ in 0..<4 {
-                let byte = bytes[index]
-                let digit: UInt32
-                switch byte {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - 48)
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - 87)
-                case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - 55)
-                default: throw error("invalid \\u escape")
-                }
-                value = value * 16 + digit
-                index += 1
-            }
-            return value
-        }
-
-        mutating func number() throws -> JSONValue {
-            let start = index
-            var isInteger = true
-            if bytes[index] == UInt8(ascii: "-") { index += 1 }
-            while index < bytes.count {
-                let byte = bytes[index]
-                if byte >= 48 && byte <= 57 { index += 1; continue }
-                if byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E")
-                    || byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-") {
-                    isInteger = false
-                    index += 1
-                    continue
-                }
-                break
-            }
-            let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-            if isInteger, let value = Int(text) { return .int(value) }
-            guard let value = Double(text), text.last?.isNumber == true else { throw error("invalid number '\(text.prefix(40))'") }
-            return .double(value)
         }
     }
 }
