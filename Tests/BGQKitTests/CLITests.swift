@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Testing
 @testable import BGQKit
@@ -339,6 +340,19 @@ import Testing
         let result = try BGQBinary.run(command + ["--help"], db: nil)
         #expect(result.status == 0)
         #expect(result.stdout.contains("Example"), "bgq \(command.joined(separator: " ")) --help has no example")
+    }
+
+    /// Every command sets its name: a derived one costs each start-up 26 String(describing:) calls, a third of
+    /// `bgq show`'s instructions (see BGQCommand). The names are exactly the commands above.
+    @Test func everyCommandNamesItselfExplicitly() {
+        func paths(_ command: any ParsableCommand.Type, _ prefix: [String]) -> [[String]] {
+            let configuration = command.configuration
+            #expect(configuration.commandName != nil, "\(command) has no commandName (bgq \(prefix.joined(separator: " ")) …)")
+            let path = prefix + [configuration.commandName ?? "?"]
+            return [path] + configuration.subcommands.flatMap { paths($0, path) }
+        }
+        let found = paths(BGQCommand.self, []).map { Array($0.dropFirst()) }
+        #expect(Set(found) == Set([[]] + Self.topLevelCommands + Self.nestedCommands))
     }
 
     @Test func workersWithNoWorkerSaysSo() throws {

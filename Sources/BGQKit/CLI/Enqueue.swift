@@ -5,6 +5,7 @@ extension BGQCommand {
     /// `bgq enqueue`: adds tasks to the queue.
     struct Enqueue: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "enqueue",
             abstract: "Queue a task for a background agent session.",
             discussion: """
                 PROMPT may be '-' to read it from standard input; --prompt-file reads it from a file.

@@ -5,6 +5,7 @@ extension BGQCommand {
     /// `bgq history`: every transition of one task.
     struct History: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "history",
             abstract: "List every transition of a task: time, from, to, worker, attempt, reason.",
             discussion: "Examples:\n  bgq history bg_1a2b3c4d\n  bgq history 1a2b --json")
         @OptionGroup var database: DatabaseOptions
@@ -31,6 +32,7 @@ extension BGQCommand {
     /// `bgq stats`: what ran, how busy the slots were, how long things took, why they failed.
     struct Stats: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "stats",
             abstract: "Counts by status, slot use per concurrency key, durations by agent and model, errors by reason.",
             discussion: "Examples:\n  bgq stats\n  bgq stats --since 24h\n  bgq stats --since 7d --json")
         @OptionGroup var database: DatabaseOptions
@@ -80,6 +82,7 @@ extension BGQCommand {
     /// `bgq prune`: the only way anything is deleted.
     struct Prune: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "prune",
             abstract: "Delete finished tasks older than a duration, with their sessions, messages, events and logs.",
             discussion: """
                 No task is ever deleted except by this command. Run folders (an exec agent's stdout, stderr and exit files) are removed by workers once a task ended more than run_retention_ms ago (default 1 hour; `bgq settings set run_retention_ms 0` removes them at once); prune removes them too, with or without --older-than.

@@ -5,6 +5,7 @@ extension BGQCommand {
     /// `bgq show`: a task's status, or its result once completed.
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "Show a task's status, or its result when it completed.",
             discussion: """
                 ID may be any unique prefix of a task id (bg_1a2b or just 1a2b). With --block, waits until the task ends or --timeout passes (exit 4 on timeout).
@@ -77,6 +78,7 @@ extension BGQCommand {
     /// `bgq cancel`: cancels pending tasks at once and asks workers to abort running ones.
     struct Cancel: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "cancel",
             abstract: "Cancel tasks: pending ones at once, running ones by aborting their session.",
             discussion: """
                 A running task's worker aborts its session and frees its slot within one poll interval; cancel waits for that (up to --wait seconds) before printing.
@@ -171,6 +173,7 @@ extension BGQCommand {
     /// `bgq list`: tasks, newest first.
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List tasks, newest first.",
             discussion: """
                 Examples:

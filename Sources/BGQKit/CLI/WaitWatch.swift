@@ -5,6 +5,7 @@ extension BGQCommand {
     /// `bgq wait`: block until tasks end, with the original's notifications.
     struct Wait: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "wait",
             abstract: "Wait until tasks end, printing a notice as each ends and a summary at the end.",
             discussion: """
                 Exit 0 when every task completed, 1 when any ended in error or was cancelled, 4 on timeout. On a terminal a live line shows counts by status, running per key against its limit, and the time.
@@ -117,6 +118,7 @@ extension BGQCommand {
     /// `bgq watch`: every transition as it happens, from the event table.
     struct Watch: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "watch",
             abstract: "Follow every state transition as it happens (Ctrl-C to stop).",
             discussion: """
                 Reads the event table with a cursor: nothing is missed or shown twice, whatever the workers do. Starts at the newest event; --since 0 replays the whole history first.

@@ -55,6 +55,7 @@ extension BGQCommand {
     /// `bgq workers`: the worker processes.
     struct Workers: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "workers",
             abstract: "List workers with their heartbeat age and the sessions they hold.",
             discussion: "Examples:\n  bgq workers\n  bgq workers --all --json")
         @OptionGroup var database: DatabaseOptions
@@ -87,6 +88,7 @@ extension BGQCommand {
     /// `bgq agents`: built-in and user-defined agents.
     struct Agents: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "agents",
             abstract: "List, add or remove agents.",
             discussion: """
                 Built-in agents are named after their preset: \(AgentPreset.all.filter { $0.name != "command" }.map(\.name).joined(separator: ", ")). Your own agents are stored in the database, so every worker sees them.
