@@ -21,7 +21,10 @@ public final class SQLiteStore {
     /// Refused once any bgq process found the file corrupt (see `corruptionMarker`).
     @discardableResult
     func write<T>(_ body: () throws -> T) throws -> T {
-        if let found = try? String(contentsOfFile: corruptionMarker, encoding: .utf8) {
+        // One access(2) per write: the claim loop and every poll write, so no Foundation read (and the
+        // error object a missing file makes) on that path; the marker is read only when it exists.
+        if access(corruptionMarker, F_OK) == 0 {
+            let found = (try? String(contentsOfFile: corruptionMarker, encoding: .utf8)) ?? "a corrupt page"
             throw BGQError.database(DatabaseError(.corrupt, Database.corruptionText(path: path, marker: corruptionMarker, found: found)))
         }
         let started = clock.monotonicMilliseconds()
