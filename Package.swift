@@ -27,23 +27,36 @@ let package = Package(
             capability: .buildTool(),
             dependencies: ["bgq-embed-migrations"]
         ),
-        // Store, domain types, scheduler, session backends and the CLI commands.
+        // The layers, each a target so that the compiler keeps every import pointing down:
+        // BGQCore (domain types, the store contract, the session-backend contract)
+        //   <- BGQSystem (processes, signals, private files)
+        //   <- BGQSQLite (the SQLite engine) / BGQBackends (agent sessions) / BGQScheduler (the worker)
+        //   <- BGQCLI (commands, MCP server) <- bgq.
+        .target(name: "BGQCore"),
+        .target(name: "BGQSystem", dependencies: ["BGQCore"]),
+        .target(name: "BGQSQLite", dependencies: ["BGQCore", "BGQSystem", "CSQLite"], plugins: ["EmbedMigrations"]),
         .target(
-            name: "BGQKit",
+            name: "BGQBackends",
+            dependencies: ["BGQCore", "BGQSystem", .product(name: "AsyncHTTPClient", package: "async-http-client")]
+        ),
+        .target(name: "BGQScheduler", dependencies: ["BGQCore", "BGQSystem", "BGQBackends"]),
+        .target(
+            name: "BGQCLI",
             dependencies: [
-                "CSQLite",
+                "BGQCore", "BGQSystem", "BGQSQLite", "BGQBackends", "BGQScheduler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            ],
-            plugins: ["EmbedMigrations"]
+            ]
         ),
         // The tiny `bgq` entry point.
-        .executableTarget(name: "bgq", dependencies: ["BGQKit"]),
+        .executableTarget(name: "bgq", dependencies: ["BGQCLI"]),
         // libFuzzer targets, one per parser of outside input (Scripts/fuzz builds it with -sanitize=fuzzer,
         // -DBGQ_FUZZ and its own scratch path); a plain build makes a stub that says how to fuzz.
-        .executableTarget(name: "bgq-fuzz", dependencies: ["BGQKit"], path: "Sources/BGQFuzz"),
+        .executableTarget(name: "bgq-fuzz", dependencies: ["BGQCLI"], path: "Sources/BGQFuzz"),
         // Tests run the built `bgq` binary as real processes, so they depend on it.
-        .testTarget(name: "BGQKitTests", dependencies: ["BGQKit", "bgq"]),
+        .testTarget(
+            name: "BGQKitTests",
+            dependencies: ["BGQCore", "BGQSystem", "BGQSQLite", "BGQBackends", "BGQScheduler", "BGQCLI", "bgq"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

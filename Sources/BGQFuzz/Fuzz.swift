@@ -1,4 +1,4 @@
-import BGQKit
+import BGQCLI
 import Foundation
 
 // `bgq-fuzz TARGET [libFuzzer flags and corpus folders]`, built by Scripts/fuzz.

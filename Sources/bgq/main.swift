@@ -1,3 +1,3 @@
-import BGQKit
+import BGQCLI
 
 BGQCommand.runAsMain()

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// An error as a person should see it: a short message, no crash report or stack trace.
 func expectCleanErrorOutput(_ result: CommandResult, sourceLocation: SourceLocation = #_sourceLocation) {

@@ -1,7 +1,12 @@
 import ArgumentParser
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// The `bgq` binary end to end, as a person at a terminal uses it. Each test has its own database.
 @Suite struct CLITests {

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// The original's completion rules, driven with explicit times (the injectable clock's view), no sleeping.
 struct CompletionRulesTests {

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// A follow-up on a session (`bgq enqueue --session`, MCP `delegate_task` with `session_id`) runs on the
 /// session's agent and model, so it counts against that model's limit like any other task on it.

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// A task's creation is its row (event id = seq) and its transitions are task_events rows; both share
 /// one growing id sequence, so history, `task_history` and the watch cursor see every event once, in

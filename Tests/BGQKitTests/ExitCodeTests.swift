@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// The README's exit codes, each from the real `bgq` binary: the code, and one line on stderr that names
 /// the thing. (Codes already covered elsewhere are not repeated here: 1 for cancelling a finished task,

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// One of the protocol-faithful fake servers in Tests/Servers (a Python process speaking real HTTP on
 /// 127.0.0.1): `fake_opencode.py` (an OpenCode server) or `fake_provider.py` (OpenAI and Anthropic APIs).

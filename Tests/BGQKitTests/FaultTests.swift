@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// Faults with a defined outcome: a full disk, a database deleted or replaced under a worker, a lock
 /// held past the busy timeout while a worker runs.

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// Every committed fuzz input (seeds, and each input that once crashed a target) runs through its
 /// target in the normal suite, so a parser that regresses fails here, not only under Scripts/fuzz.

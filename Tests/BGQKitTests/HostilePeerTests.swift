@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// Real `bgq worker` processes against a hostile HTTP peer (Tests/Servers/hostile_peer.py, real sockets on
 /// 127.0.0.1) through the `openai`, `anthropic` and `opencode-server` presets: lengths and chunk sizes that are

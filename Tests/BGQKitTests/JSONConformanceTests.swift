@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// bgq's JSON parser against JSONTestSuite (github.com/nst/JSONTestSuite, test_parsing): every `y_`
 /// document accepted, every `n_` refused, every `i_` answered either way without a crash or hang.

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// An agent CLI whose output format promises a result (claude, codex, gemini, opencode) and that exits 0
 /// without one did not do its job: the task ends in error, not completed with an empty result.

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// The opencode-server backend against a protocol-faithful OpenCode server (Tests/Servers/fake_opencode.py,
 /// real HTTP on 127.0.0.1) with scripted timelines, driven by real `bgq worker` processes.

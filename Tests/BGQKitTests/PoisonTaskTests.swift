@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// A task whose workers keep dying (a reply that crashes the worker that reads it) ends in error after
 /// `max_worker_deaths` deaths instead of being adopted by, and killing, every worker in turn.

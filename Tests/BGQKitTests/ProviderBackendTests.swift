@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// The `openai` and `anthropic` session backends, end to end: real `bgq worker` processes calling the fake
 /// provider (Tests/Servers/fake_provider.py) over real HTTP on 127.0.0.1, as a user sets them up with

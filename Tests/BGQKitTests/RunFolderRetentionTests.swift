@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// Disk use stays bounded: a finished task's run folder goes once `run_retention_ms` passed, and
 /// `bgq show` still shows everything from the database.

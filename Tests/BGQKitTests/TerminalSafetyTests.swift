@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// User-controlled text cannot drive the terminal of whoever reads bgq's output: escapes are shown, not sent.
 @Suite struct TerminalSafetyTests {

@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// `bgq wait` on a real terminal: its standard output is a pseudo-terminal, and what it writes is played on a small
 /// terminal emulator, so the tests see the screen a user would see. Tasks wait for a file, so every state is held until

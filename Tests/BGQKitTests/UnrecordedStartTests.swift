@@ -1,6 +1,11 @@
 import Foundation
 import Testing
-@testable import BGQKit
+@testable import BGQBackends
+@testable import BGQCLI
+@testable import BGQCore
+@testable import BGQSQLite
+@testable import BGQScheduler
+@testable import BGQSystem
 
 /// A worker that dies between starting an agent and recording it must not make the task run twice:
 /// found by chaos (a task ran twice after its worker was killed in that instant).
@@ -20,7 +25,7 @@ import Testing
         _ = try exec.start(StartRequest(task: claimed, agent: agent, preset: preset, model: nil, sessionID: Identifier.newSessionID(),
                                         resumeExternalID: nil, runsDirectory: store.runsDirectory, host: ProcessSupport.hostName))
         if agentFinishesFirst {
-            #expect(eventually { FileManager.default.fileExists(atPath: ExecBackend.runDirectory(runsDirectory: store.runsDirectory, task: claimed) + "/exit") })
+            #expect(eventually { FileManager.default.fileExists(atPath: RunFolders.directory(runsDirectory: store.runsDirectory, task: claimed) + "/exit") })
         }
         try store.setWorkerState(deadWorker, .stopped, reason: "killed in the test")
 

@@ -1,0 +1,241 @@
+import BGQCore
+import BGQSystem
+import Foundation
+
+/// Sessions that are conversations with a provider's API (OpenAI-compatible or Anthropic), called directly.
+///
+/// The conversation lives in the database as session message rows (the prompt as a `user` message,
+/// the reply as the `result`), so `bgq enqueue --session` continues it: the next request carries the
+/// earlier turns. A call runs on the HTTP client's event loop; the worker's loop is woken when the reply is in.
+/// 429 and 5xx are retried with the provider's retry-after or exponential backoff with jitter, a bounded
+/// number of times; while backing off the task keeps its slot, because the limit is what protects the
+/// provider. A worker that adopts a task after a crash sends the request again (the reply was lost with
+/// the worker that waited for it).
+public final class ProviderBackend: SessionBackend {
+    let api: ProviderAPI
+    let http: HTTPClient
+    let environment: [String: String]
+    let policy: ProviderRetryPolicy
+    let requestTimeoutSeconds: Double
+    /// Earlier turns of a session (its messages, except those of the given task), from the database.
+    package var loadConversation: (_ sessionID: String, _ exceptTaskID: String) -> [SessionMessage] = { _, _ in [] }
+    private let ready = ReadySet()
+    /// Sessions with a call in flight or a retry scheduled, by task id (for abort).
+    var active: [String: State] = [:]
+
+    /// One session's call.
+    final class State: @unchecked Sendable {
+        let request: HTTPRequest
+        let endpointText: String
+        let baseURL: String
+        let keyVariable: String
+        var retries = 0
+        var inFlight: HTTPClient.InFlight?
+        let box = ResultBox()
+        var retryDueNanos: UInt64?
+        var retryNote: String?
+        var outcome: (text: String, isError: Bool)?
+        var promptStored: Bool
+        init(request: HTTPRequest, baseURL: String, keyVariable: String, promptStored: Bool) {
+            self.request = request
+            self.endpointText = "\(request.endpoint) at \(baseURL)"
+            self.baseURL = baseURL
+            self.keyVariable = keyVariable
+            self.promptStored = promptStored
+        }
+    }
+
+    public init(api: ProviderAPI, http: HTTPClient, environment: [String: String], policy: ProviderRetryPolicy = ProviderRetryPolicy(),
+                requestTimeoutSeconds: Double = 600) {
+        self.api = api
+        self.http = http
+        self.environment = environment
+        self.policy = policy
+        self.requestTimeoutSeconds = requestTimeoutSeconds
+    }
+
+    var preset: AgentPreset { AgentPreset.named(api.rawValue)! }
+
+    // MARK: - Start
+
+    public func start(_ request: StartRequest) throws -> SessionStart {
+        // Check what can be checked before the first call, so a bad agent fails with a clear error
+        // (the conversation is read once, when the first poll builds the real request).
+        _ = try makeRequest(task: request.task, agent: request.agent, model: request.model, sessionID: request.sessionID, withHistory: false)
+        // The session's own id is the "external" id: continuing it needs nothing but the stored messages.
+        return SessionStart(sessionID: request.sessionID, backend: api.rawValue, externalID: request.sessionID, run: TaskRecord.RunHandle())
+    }
+
+    func makeRequest(task: TaskRecord, agent: AgentDefinition, model: ModelRef?, sessionID: String,
+                     withHistory: Bool = true) throws -> (HTTPRequest, String, String) {
+        guard let model = model ?? task.modelRef ?? (try? agent.model.map { try ModelRef(parsing: $0) }) ?? nil else {
+            throw BGQError.usage("agent '\(agent.name)' has no model: give the task --model provider/model, or the agent one with `bgq agents add \(agent.name) --preset \(api.rawValue) --model provider/model`")
+        }
+        let base = agent.url ?? preset.defaultURL ?? ""
+        let keyVariable = agent.apiKeyEnv ?? preset.defaultKeyEnv ?? ""
+        let key = environment[keyVariable].flatMap { $0.isEmpty ? nil : $0 }
+        var turns: [ProviderAPI.Turn] = []
+        if task.continuesSession && withHistory {
+            for message in loadConversation(sessionID, task.id) {
+                switch (message.role, message.kind) {
+                case (.user, .text): turns.append(.init(role: "user", text: message.content))
+                case (.assistant, .result): turns.append(.init(role: "assistant", text: message.content))
+                default: continue
+                }
+            }
+        }
+        turns.append(.init(role: "user", text: task.prompt))
+        guard let request = api.request(base: base, model: model.modelID, turns: turns, apiKey: key, timeoutSeconds: requestTimeoutSeconds) else {
+            throw BGQError.usage("agent '\(agent.name)' has no valid URL ('\(base)'): set one with `bgq agents add \(agent.name) --preset \(api.rawValue) --url http(s)://…`")
+        }
+        return (request, base, keyVariable)
+    }
+
+    // MARK: - Poll
+
+    public func takeReadyTaskIDs() -> [String] { ready.take() }
+
+    public func poll(_ session: ActiveSession) -> PollResult {
+        let task = session.task
+        let state: State
+        if let existing = session.backendState as? State {
+            state = existing
+        } else {
+            guard let agent = session.agent else {
+                return finish(session, nil, (text: "agent '\(task.agent)' is no longer defined", isError: true))
+            }
+            do {
+                let (request, base, keyVariable) = try makeRequest(task: task, agent: agent, model: nil, sessionID: task.sessionID ?? "")
+                state = State(request: request, baseURL: base, keyVariable: keyVariable, promptStored: task.progress.messageCount > 0)
+            } catch {
+                return finish(session, nil, (text: "\(error)", isError: true))
+            }
+            session.backendState = state
+            active[task.id] = state
+        }
+        var newMessages: [SessionMessage] = []
+        if !state.promptStored {
+            state.promptStored = true
+            newMessages += session.transcript.apply([.message(role: .user, kind: .text, tool: nil, text: task.prompt)], at: now)
+        }
+        if let outcome = state.outcome { return finish(session, state, outcome, messages: newMessages) }
+        if state.inFlight == nil {
+            if let due = state.retryDueNanos, DispatchTime.now().uptimeNanoseconds < due {
+                return PollResult(status: .retry(message: state.retryNote ?? "retrying"), newMessages: newMessages, madeProgress: false, waiting: true)
+            }
+            send(state, taskID: task.id)
+            return PollResult(status: .busy, newMessages: newMessages, madeProgress: false, waiting: true)
+        }
+        guard let result = state.box.get() else {
+            // Waiting for the provider: the request's own timeout bounds the wait, not the stale rule.
+            return PollResult(status: .busy, newMessages: newMessages, madeProgress: false, waiting: true)
+        }
+        state.inFlight = nil
+        state.box.clear()
+        if let outcome = judge(result, state: state, taskID: task.id) {
+            state.outcome = outcome
+            return finish(session, state, outcome, messages: newMessages)
+        }
+        return PollResult(status: .retry(message: state.retryNote ?? "retrying"), newMessages: newMessages, madeProgress: false, waiting: true)
+    }
+
+    var now: Instant { Instant(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) }
+
+    func send(_ state: State, taskID: String) {
+        state.retryDueNanos = nil
+        let ready = self.ready
+        let box = state.box
+        state.inFlight = http.start(state.request) { result in
+            box.set(result)
+            ready.insert(taskID)
+            WakeUp.signalSafeWake()
+        }
+    }
+
+    /// The outcome of one exchange, or nil when a retry was scheduled.
+    func judge(_ result: Result<HTTPResponse, HTTPFailure>, state: State, taskID: String) -> (text: String, isError: Bool)? {
+        switch result {
+        case .failure(.cancelled):
+            return ("the request to \(state.endpointText) was cancelled", true)
+        case .failure(let failure) where !failure.isTransient:
+            // Not a network hiccup (an untrusted certificate, a broken or oversized reply, a bad URL): trying
+            // again changes nothing.
+            return ("request to \(state.endpointText) failed: \(failure)", true)
+        case .failure(let failure):
+            let detail: String
+            if case .unreachable(let why) = failure { detail = why } else { detail = failure.description }
+            let problem = "provider unreachable at \(state.baseURL) (\(detail))"
+            return scheduleRetry(state, taskID: taskID, headers: [:], problem: problem)
+                ? nil : ("\(problem) (gave up after \(state.retries) retries)", true)
+        case .success(let response) where (200..<300).contains(response.status):
+            switch api.reply(response.body) {
+            case .text(let text): return (text, false)
+            case .malformed(let detail): return ("\(state.endpointText) answered with an unexpected body (\(detail))", true)
+            }
+        case .success(let response):
+            let (message, code) = api.errorDetail(response.body)
+            if response.status == 401 || response.status == 403 {
+                return ("authentication failed at \(state.baseURL) (HTTP \(response.status)): \(message). Set \(state.keyVariable) in the worker's environment (or name another variable with `bgq agents add … --api-key-env NAME`)", true)
+            }
+            if code == "insufficient_quota" {
+                return ("\(message) (insufficient_quota from \(state.baseURL): not retried; add credit or use another key)", true)
+            }
+            let problem = "HTTP \(response.status) from \(state.endpointText): \(message)"
+            guard ProviderRetryPolicy.isRetryable(status: response.status) else { return (problem, true) }
+            return scheduleRetry(state, taskID: taskID, headers: response.headers, problem: problem)
+                ? nil : ("\(problem) (gave up after \(state.retries) retries)", true)
+        }
+    }
+
+    /// Schedules the next try if the policy allows one; wakes the worker when it is due.
+    func scheduleRetry(_ state: State, taskID: String, headers: [String: String], problem: String) -> Bool {
+        guard state.retries < policy.maxRetries else { return false }
+        state.retries += 1
+        let delay = policy.delayMs(retry: state.retries, headers: headers, jitter: Double.random(in: 0...1))
+        state.retryDueNanos = DispatchTime.now().uptimeNanoseconds + UInt64(delay) * 1_000_000
+        state.retryNote = "\(problem); retry \(state.retries)/\(policy.maxRetries) in \(formatDuration(milliseconds: max(delay, 1000)))"
+        let ready = self.ready
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(delay))) {
+            ready.insert(taskID)
+            WakeUp.signalSafeWake()
+        }
+        return true
+    }
+
+    func finish(_ session: ActiveSession, _ state: State?, _ outcome: (text: String, isError: Bool), messages: [SessionMessage] = []) -> PollResult {
+        active[session.task.id] = nil
+        var stored = messages
+        if session.transcript.result == nil {
+            stored += session.transcript.apply([.result(text: outcome.text, isError: outcome.isError)], at: now)
+        }
+        return PollResult(status: .ended(exitCode: outcome.isError ? 1 : 0, detail: outcome.isError ? outcome.text : nil),
+                          newMessages: stored, madeProgress: !stored.isEmpty)
+    }
+
+    public func finalResult(_ session: ActiveSession) -> (text: String, isError: Bool)? { session.transcript.result }
+    public func failureDetail(_ session: ActiveSession) -> String? { nil }
+
+    // MARK: - Abort and adoption
+
+    public func abort(_ task: TaskRecord, agent: AgentDefinition?) {
+        guard let state = active.removeValue(forKey: task.id) else { return }
+        state.inFlight?.cancel()
+        state.retryDueNanos = nil
+    }
+
+    /// Any worker can call the API: an adopted task sends its request again.
+    public func adoptionCheck(_ task: TaskRecord, host: String) -> AdoptionCheck { .adoptable }
+}
+
+/// Task ids whose call finished on another thread, handed to the worker's loop.
+final class ReadySet: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ids: [String] = []
+    func insert(_ id: String) { lock.withLock { ids.append(id) } }
+    func take() -> [String] {
+        lock.withLock {
+            defer { ids.removeAll() }
+            return ids
+        }
+    }
+}

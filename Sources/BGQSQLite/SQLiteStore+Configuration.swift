@@ -1,0 +1,147 @@
+import BGQCore
+import BGQSystem
+import CSQLite
+import Foundation
+
+// MARK: - Limits
+
+extension SQLiteStore {
+    /// The limits every worker uses, as stored.
+    public func limits() throws -> Limits {
+        try read { try loadLimits() }
+    }
+
+    func loadLimits() throws -> Limits {
+        var limits = Limits()
+        _ = try connection.query("SELECT scope, name, max_running FROM limits") { row in
+            switch row.text(0) {
+            case "model": limits.model[row.text(1)] = row.int(2)
+            case "provider": limits.provider[row.text(1)] = row.int(2)
+            default: limits.defaultLimit = row.int(2)
+            }
+        }
+        return limits
+    }
+
+    /// Sets a limit (0 = unlimited). Takes effect for the next claim of every worker.
+    public func setLimit(_ scope: LimitScope, name: String, value: Int) throws {
+        try write {
+            try connection.run("""
+                INSERT INTO limits (scope, name, max_running, updated_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (scope, name) DO UPDATE SET max_running = excluded.max_running, updated_at = excluded.updated_at
+                """, [.text(scope.rawValue), .text(scope == .default ? "" : name), .int(value), .text(now.iso8601)])
+        }
+    }
+
+    /// Removes a limit; returns false when there was none.
+    @discardableResult
+    public func unsetLimit(_ scope: LimitScope, name: String) throws -> Bool {
+        try write {
+            try connection.run("DELETE FROM limits WHERE scope = ? AND name = ?", [.text(scope.rawValue), .text(scope == .default ? "" : name)]) > 0
+        }
+    }
+
+    /// Per concurrency key: running (from the slot leases and running tasks), its limit, and pending.
+    public func keyUsage() throws -> [KeyUsage] {
+        try read {
+            let limits = try loadLimits()
+            var usage: [String: KeyUsage] = [:]
+            _ = try connection.query("SELECT model_key, count(*) FROM tasks WHERE status = 'pending' GROUP BY model_key") { row in
+                let key = limits.concurrencyKey(modelKey: row.text(0))
+                usage[key.name, default: KeyUsage(key: key.name, running: 0, limit: key.limit, pending: 0)].pending += row.int(1)
+            }
+            _ = try connection.query("SELECT concurrency_key, model_key, count(*) FROM tasks WHERE status = 'running' GROUP BY concurrency_key, model_key") { row in
+                let name = row.text(0)
+                let limit = limits.concurrencyKey(modelKey: row.text(1)).limit
+                usage[name, default: KeyUsage(key: name, running: 0, limit: limit, pending: 0)].running += row.int(2)
+            }
+            return usage.values.sorted { $0.key < $1.key }
+        }
+    }
+}
+
+// MARK: - Settings
+
+extension SQLiteStore {
+    public func settings() throws -> Settings {
+        try read { try loadSettings() }
+    }
+
+    func loadSettings() throws -> Settings {
+        var settings = Settings()
+        let stored = try connection.query("SELECT key, value FROM settings") { ($0.text(0), $0.text(1)) }
+        for (key, value) in stored {
+            if key == Settings.stablePollsKey, let number = Int(value), Settings.stablePollsRange.contains(number) { settings.stablePolls = number }
+            if let entry = Settings.keys.first(where: { $0.key == key }), let number = Int64(value), entry.range.contains(number) {
+                settings[keyPath: entry.path] = number
+            }
+        }
+        return settings
+    }
+
+    /// Raw stored settings (key → value), including ones this bgq does not know.
+    public func storedSettings() throws -> [String: String] {
+        try read { Dictionary(uniqueKeysWithValues: try connection.query("SELECT key, value FROM settings") { ($0.text(0), $0.text(1)) }) }
+    }
+
+    public func setSetting(_ key: String, _ value: String) throws {
+        try write {
+            try connection.run("""
+                INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
+                ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+                """, [.text(key), .text(value), .text(now.iso8601)])
+        }
+    }
+
+    @discardableResult
+    public func unsetSetting(_ key: String) throws -> Bool {
+        try write { try connection.run("DELETE FROM settings WHERE key = ?", [.text(key)]) > 0 }
+    }
+}
+
+// MARK: - Agents
+
+extension SQLiteStore {
+    public func userAgents() throws -> [AgentDefinition] {
+        try read {
+            try connection.query("""
+                SELECT name, preset, executable, extra_args, model, env, cwd, prompt_via, description, url, api_key_env FROM agents ORDER BY name
+                """) { row in
+                AgentDefinition(
+                    name: row.text(0), preset: row.text(1), executable: row.optionalText(2),
+                    extraArgs: (try? JSONDecoder().decode([String].self, from: Data(row.text(3).utf8))) ?? [],
+                    model: row.optionalText(4),
+                    environment: (try? JSONDecoder().decode([String: String].self, from: Data(row.text(5).utf8))) ?? [:],
+                    workingDirectory: row.optionalText(6),
+                    promptVia: AgentDefinition.PromptVia(rawValue: row.text(7)) ?? .argv,
+                    summary: row.optionalText(8), isBuiltIn: false, url: row.optionalText(9), apiKeyEnv: row.optionalText(10))
+            }
+        }
+    }
+
+    public func saveAgent(_ agent: AgentDefinition) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let args = String(decoding: try encoder.encode(agent.extraArgs), as: UTF8.self)
+        let env = String(decoding: try encoder.encode(agent.environment), as: UTF8.self)
+        try write {
+            let stamp = now.iso8601
+            try connection.run("""
+                INSERT INTO agents (name, preset, executable, extra_args, model, env, cwd, prompt_via, description, url, api_key_env,
+                                    created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET preset = excluded.preset, executable = excluded.executable,
+                    extra_args = excluded.extra_args, model = excluded.model, env = excluded.env, cwd = excluded.cwd,
+                    prompt_via = excluded.prompt_via, description = excluded.description, url = excluded.url,
+                    api_key_env = excluded.api_key_env, updated_at = excluded.updated_at
+                """, [.text(agent.name), .text(agent.preset), .optionalText(agent.executable), .text(args), .optionalText(agent.model),
+                      .text(env), .optionalText(agent.workingDirectory), .text(agent.promptVia.rawValue), .optionalText(agent.summary),
+                      .optionalText(agent.url), .optionalText(agent.apiKeyEnv), .text(stamp), .text(stamp)])
+        }
+    }
+
+    @discardableResult
+    public func removeAgent(named name: String) throws -> Bool {
+        try write { try connection.run("DELETE FROM agents WHERE name = ?", [.text(name)]) > 0 }
+    }
+}

@@ -1,0 +1,64 @@
+import BGQBackends
+import BGQCore
+import BGQSystem
+import Foundation
+
+extension Worker {
+    /// Sends pending notices into parent OpenCode sessions, the way the original tells the session that
+    /// delegated the work: `[BACKGROUND TASK COMPLETED]` per task without waking it, and
+    /// `[ALL BACKGROUND TASKS COMPLETE]` once the parent's last task ended, waking it.
+    ///
+    /// Exactly once: the notice row was written with the task's transition; it is marked `sending`
+    /// before the call; one left `sending` by a gone worker is sent again only if the parent session
+    /// does not hold it yet. A server that cannot be reached is tried again at later maintenance
+    /// passes (up to 20 times), then the notice is recorded as failed.
+    func deliverParentNotices() throws {
+        let notices = try store.claimParentNotices(workerID: workerID, limit: 8)
+        for notice in notices {
+            let outcome = send(notice)
+            try store.finishParentNotice(id: notice.id, workerID: workerID, outcome: outcome)
+            switch outcome {
+            case .sent: log.event("notice", task: notice.taskID, "\(notice.kind == .task ? "task" : "batch") notice sent to parent session \(notice.parentID)")
+            case .retryLater(let error): log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) not sent yet: \(error)")
+            case .failed(let error): log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) failed: \(error)")
+            }
+        }
+    }
+
+    func send(_ notice: ParentNotice) -> ParentNoticeOutcome {
+        let text: String
+        let header: String
+        let marker: String
+        do {
+            let task = try store.requireTask(id: notice.taskID)
+            switch notice.kind {
+            case .task:
+                let remaining = try store.activeTaskIDs(parentID: notice.parentID).count
+                text = Notices.taskFinished(task, remaining: remaining)
+                header = "[BACKGROUND TASK"
+                marker = "Task ID: \(task.id)\n"
+            case .batch:
+                let tasks = try store.taskIDs(parentID: notice.parentID).compactMap { try store.task(id: $0) }
+                text = Notices.allFinished(tasks)
+                header = "[ALL BACKGROUND TASKS COMPLETE]"
+                marker = "`\(task.id)`"
+            }
+        } catch {
+            return .failed("cannot render the notice: \(error)")
+        }
+        let agent = registry.agents.first { AgentPreset.named($0.preset)?.backend == .opencodeServer && OpenCodeBackend.server(for: $0) == notice.server }
+        if notice.mayHaveBeenSent {
+            switch opencode.parentHasNotice(notice.parentID, on: notice.server, containing: marker, header: header, agent: agent) {
+            case .success(true): return .sent
+            case .success(false): break
+            case .failure(let error): return notice.attempts >= 20 ? .failed(error.description) : .retryLater(error.description)
+            }
+        }
+        switch opencode.sendNotice(text, to: notice.parentID, on: notice.server, wake: notice.kind == .batch, agent: agent) {
+        case .success: return .sent
+        case .failure(let error):
+            if case .notFound = error { return .failed("parent session \(notice.parentID) not found on \(notice.server.url)") }
+            return notice.attempts >= 20 || !error.isTransient ? .failed(error.description) : .retryLater(error.description)
+        }
+    }
+}
