@@ -41,10 +41,12 @@ extension Worker {
         if preset.backend == .exec && task.run.pid == nil && task.run.directory == nil {
             // The worker died after claiming. If it had already started the agent (but not recorded it),
             // record the session now and adopt it; only a task whose agent never started runs again.
-            guard let run = exec.findUnrecordedSession(task, runsDirectory: store.runsDirectory, host: host) else {
+            // Where the dead worker kept its files (it may have had its own --runs-dir).
+            let ownerRuns = try store.worker(id: owner)?.runsDirectory ?? runsDirectory
+            guard let run = exec.findUnrecordedSession(task, runsDirectory: ownerRuns, host: host) else {
                 // Its files exist, so the agent may be starting right now: look again a little later
                 // before concluding that nothing ran.
-                if exec.mayHaveStarted(task, runsDirectory: store.runsDirectory) {
+                if exec.mayHaveStarted(task, runsDirectory: ownerRuns) {
                     let key = "\(task.id).\(task.attempt)"
                     let firstMiss = unfoundStarts[key] ?? monotonic
                     unfoundStarts[key] = firstMiss
