@@ -1,9 +1,8 @@
 import ArgumentParser
 import BGQBackends
 import BGQCore
-import BGQSQLite
-import BGQScheduler
 import BGQSystem
+import BGQScheduler
 import Foundation
 
 extension BGQCommand {
@@ -265,13 +264,17 @@ extension BGQCommand {
         @OptionGroup var database: DatabaseOptions
         func run() throws {
             let store = try database.openStore()
-            let settings = try store.settings()
             let stored = try store.storedSettings()
-            var rows = Settings.keys.map { entry in
-                [entry.key, String(settings[keyPath: entry.path]), stored[entry.key] == nil ? "default" : "set", entry.help]
+            // Shown even when a stored value is out of range (written by hand or an older bgq), so it can be fixed.
+            func shown(_ key: String, _ value: String) -> [String] {
+                guard let raw = stored[key] else { return [value, "default"] }
+                return (try? Settings.parsed(stored: [key: raw])) != nil ? [value, "set"] : [Render.truncate(raw, 20), "INVALID: set or unset it"]
             }
-            rows.append([Settings.stablePollsKey, String(settings.stablePolls), stored[Settings.stablePollsKey] == nil ? "default" : "set",
-                         "unchanged polls before an idle re-check"])
+            let settings = (try? Settings.parsed(stored: stored)) ?? Settings.parsedLeniently(stored: stored)
+            var rows = Settings.keys.map { entry in
+                [entry.key] + shown(entry.key, String(settings[keyPath: entry.path])) + [entry.help]
+            }
+            rows.append([Settings.stablePollsKey] + shown(Settings.stablePollsKey, String(settings.stablePolls)) + ["unchanged polls before an idle re-check"])
             rows.append(["on_complete", stored["on_complete"].map { Render.truncate($0, 40) } ?? "-", stored["on_complete"] == nil ? "default" : "set",
                          "a shell command run once per finished task (task JSON on stdin)"])
             print(Render.table(["KEY", "VALUE", "SOURCE", "MEANING"], rows))

@@ -1,6 +1,5 @@
 import BGQBackends
 import BGQCore
-import BGQSystem
 import Foundation
 
 extension Worker {

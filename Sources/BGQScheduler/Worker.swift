@@ -51,8 +51,8 @@ public final class Worker {
     let host = ProcessSupport.hostName
     public private(set) var workerID = ""
     var settings = Settings()
-    /// Stored settings that contradict each other, already reported.
-    var rejectedSettings: Settings?
+    /// Why the stored settings were last refused, already reported.
+    var rejectedSettings: String?
     var registry = AgentRegistry(userAgents: [])
     var sessions: [String: ActiveSession] = [:]
     var aborts: [PendingAbort] = []
@@ -217,14 +217,11 @@ public final class Worker {
 
     /// Settings may change while the worker runs; the queued TTL is enforced by whoever notices first.
     func maintenance() throws {
-        let loaded = try store.settings()
         do {
-            try loaded.validate()
-            settings = loaded
-        } catch {
-            // Written around `bgq settings set`: keep the settings this worker runs on, and say so once.
-            if rejectedSettings != loaded { log.event("warning", "settings not applied: \(error)") }
-            rejectedSettings = loaded
+            reloadSettings(.success(try store.settings()))
+        } catch BGQError.usage(let problem) {
+            // A stored value out of range (written by hand) is refused like a contradiction; any other error is the loop's.
+            reloadSettings(.failure(BGQError.usage(problem)))
         }
         registry = AgentRegistry(userAgents: try store.userAgents())
         for session in sessions.values { session.agent = registry.agent(named: session.task.agent) ?? session.agent }
@@ -233,6 +230,27 @@ public final class Worker {
         for id in try store.expireQueuedTasks(ttlMs: settings.taskTTLMs) {
             log.event("error", task: id, "pending → error: Task timed out while queued (\(spelledDuration(milliseconds: settings.taskTTLMs)))")
         }
+    }
+
+    /// Takes the stored settings when they are valid and fit together; otherwise keeps the settings this
+    /// worker runs on and says why, once per distinct problem (written around `bgq settings set`, or by hand).
+    func reloadSettings(_ loaded: Result<Settings, Error>) {
+        let problem: String
+        switch loaded {
+        case .success(let candidate):
+            do {
+                try candidate.validate()
+                settings = candidate
+                rejectedSettings = nil
+                return
+            } catch {
+                problem = "\(error)"
+            }
+        case .failure(let error):
+            problem = "\(error)"
+        }
+        if rejectedSettings != problem { log.event("warning", "settings not applied: \(problem)") }
+        rejectedSettings = problem
     }
 
     /// First SIGTERM/SIGINT: stop claiming; hand sessions over (or, with --drain, let them finish).

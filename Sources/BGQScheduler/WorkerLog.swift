@@ -1,6 +1,5 @@
 import BGQBackends
 import BGQCore
-import BGQSystem
 import Foundation
 
 /// The worker's log: one line per state change on stderr, readable or JSON.
