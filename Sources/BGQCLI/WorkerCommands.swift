@@ -74,24 +74,25 @@ extension BGQCommand {
 
         func run() throws {
             let store = try database.openStore()
-            let workers = try store.listWorkers(includeGone: all)
-            let now = store.clock.now()
+            print(Self.render(try store.listWorkers(includeGone: all), now: store.clock.now(), json: json, includeGone: all))
+        }
+
+        /// The listing as printed: a table with each heartbeat's age at `now`, or JSON with it in milliseconds.
+        static func render(_ workers: [WorkerRecord], now: Instant, json: Bool, includeGone: Bool) -> String {
             if json {
-                print(Render.json(workers.map { w -> [String: Any] in
+                return Render.json(workers.map { w -> [String: Any] in
                     ["id": w.id, "name": w.name, "host": w.host, "pid": Int(w.pid), "state": w.state.rawValue,
                      "started_at": w.startedAt.iso8601, "heartbeat_at": w.heartbeatAt.iso8601, "heartbeat_age_ms": now - w.heartbeatAt,
                      "sessions": w.runningTasks, "max_sessions": w.maxSessions, "reason": w.reason ?? NSNull()]
-                }))
-                return
+                })
             }
             guard !workers.isEmpty else {
-                print(all ? "No worker has run on this database yet. Start one with `bgq worker`." : "No live worker. Start one with `bgq worker` (`bgq workers --all` shows past ones).")
-                return
+                return includeGone ? "No worker has run on this database yet. Start one with `bgq worker`." : "No live worker. Start one with `bgq worker` (`bgq workers --all` shows past ones)."
             }
-            print(Render.table(["ID", "NAME", "HOST", "PID", "STATE", "HEARTBEAT", "SESSIONS", "STARTED"], workers.map { w in
+            return Render.table(["ID", "NAME", "HOST", "PID", "STATE", "HEARTBEAT", "SESSIONS", "STARTED"], workers.map { w in
                 [w.id, w.name, w.host, String(w.pid), w.state.rawValue, Render.age(w.heartbeatAt, now: now),
                  "\(w.runningTasks)/\(w.maxSessions)", w.startedAt.iso8601]
-            }))
+            })
         }
     }
 
