@@ -241,7 +241,7 @@ import Testing
             let db = TempDatabase()
             let id = try Self.enqueue(db, "ends on its own")
             let store = try db.store()
-            let worker = try store.registerWorker(name: "owner", host: "h", pid: 1, maxSessions: 1)
+            let worker = try store.registerWorker(WorkerRegistration(name: "owner", host: "h", pid: 1, maxSessions: 1))
             let task = try #require(try store.claimTasks(workerID: worker, capacity: 1).first)
             nonisolated(unsafe) var cancel: CommandResult?
             let done = DispatchSemaphore(value: 0), path = db.path
