@@ -29,6 +29,16 @@ import Testing
         ("invalid-utf8", "not UTF-8", "not UTF-8"),
     ]
 
+    /// Hostile event streams (a provider's streamed reply; an OpenCode server is not streamed): what the
+    /// task's error says. A stalled stream is retried as a silent peer is, and says that it timed out.
+    static let streamErrors: [(scenario: String, provider: String)] = [
+        ("sse-endless-line", "longer than 4 MB"),
+        ("sse-stall", "timed out: nothing arrived for 2 seconds"),
+        ("sse-invalid-utf8", "not UTF-8"),
+        ("sse-invalid-json", "not JSON"),
+        ("sse-deep-json", "not JSON"),
+    ]
+
     /// The worker's environment: keys for both APIs, and a short read timeout so that a stalled reply ends soon.
     static let workerEnvironment = ["OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test", "BGQ_HTTP_READ_TIMEOUT_MS": "2000"]
 
@@ -92,13 +102,14 @@ import Testing
 
         let slow = try rig.enqueue("Beside the hostile ones [slow 0.5]", agent: "healthy")
         var cases: [(id: String, label: String, fragment: String)] = []
-        let objects: [[String: Any]] = Self.expectedErrors.flatMap { expected in
-            ["h-openai", "h-anthropic"].map { ["agent": $0, "model": "hostile/\(expected.scenario)", "prompt": "\($0) \(expected.scenario)"] }
+        let expectations = Self.expectedErrors.map { ($0.scenario, $0.provider) } + Self.streamErrors.map { ($0.scenario, $0.provider) }
+        let objects: [[String: Any]] = expectations.flatMap { scenario, _ in
+            ["h-openai", "h-anthropic"].map { ["agent": $0, "model": "hostile/\(scenario)", "prompt": "\($0) \(scenario)"] }
         }
         let ids = try rig.enqueueJSONL(objects)
         for (index, id) in ids.enumerated() {
-            let expected = Self.expectedErrors[index / 2]
-            cases.append((id, "\(objects[index]["agent"]!) \(expected.scenario)", expected.provider))
+            let (scenario, fragment) = expectations[index / 2]
+            cases.append((id, "\(objects[index]["agent"]!) \(scenario)", fragment))
         }
         try Self.waitForAll(ids + [slow], rig: rig, worker: worker)
         for item in cases { try Self.expectFailed(item.id, containing: item.fragment, item.label, rig: rig) }
