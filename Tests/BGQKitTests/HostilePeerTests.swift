@@ -214,6 +214,52 @@ import Testing
     }
 }
 
+/// `HTTPClient.stream` on its own against the hostile peer: the size cap counts the whole stream, and a
+/// stream in progress can be cancelled.
+@Suite struct HTTPStreamingTests {
+    final class Parts: @unchecked Sendable {
+        let lock = NSLock()
+        var bytes = 0
+        var heads = 0
+        func add(_ count: Int) { lock.withLock { bytes += count } }
+        func head() { lock.withLock { heads += 1 } }
+        var seen: (heads: Int, bytes: Int) { lock.withLock { (heads, bytes) } }
+    }
+
+    static func run(_ client: HTTPClient, _ url: String, cancelAfterHead: Bool = false) throws -> (Result<HTTPResponse, HTTPFailure>, Parts) {
+        let parts = Parts()
+        let box = ResultBox()
+        let done = DispatchSemaphore(value: 0)
+        let request = HTTPRequest(method: "POST", url: URL(string: url)!, body: Data("{}".utf8), timeoutSeconds: 60)
+        let inFlight = client.stream(request, onHead: { _, _ in parts.head() }, onBodyPart: { parts.add($0.count); return .more },
+                                     completion: { box.set($0); done.signal() })
+        if cancelAfterHead {
+            #expect(eventually(timeout: 20) { parts.seen.heads == 1 })
+            inFlight.cancel()
+        }
+        #expect(done.wait(timeout: .now() + 60) == .success, "the stream never ended")
+        return (try #require(box.get()), parts)
+    }
+
+    @Test func theSizeCapCountsTheWholeStreamAndAStreamCanBeCancelled() throws {
+        let db = TempDatabase()
+        let hostile = try FakeServer("hostile_peer.py", directory: db.directory)
+        defer { hostile.stop() }
+        let client = HTTPClient(environment: ["BGQ_HTTP_MAX_RESPONSE_BYTES": "1048576"])
+        defer { client.shutdown() }
+        let (capped, parts) = try Self.run(client, hostile.url + "/sse-endless-line/v1/chat/completions")
+        guard case .failure(.tooLarge(let limit)) = capped else { Issue.record("not refused as too large: \(capped)"); return }
+        #expect(limit == 1 << 20)
+        #expect("\(HTTPFailure.tooLarge(limit: 1 << 20))".hasPrefix("response too large"))
+        #expect(parts.seen.heads == 1 && parts.seen.bytes <= 1 << 20 && parts.seen.bytes > 0, "\(parts.seen)")
+        let (cancelled, _) = try Self.run(client, hostile.url + "/sse-stall/v1/chat/completions", cancelAfterHead: true)
+        guard case .failure(.cancelled) = cancelled else { Issue.record("not cancelled: \(cancelled)"); return }
+        // A 2xx JSON body (a server that does not stream) goes to the reader as well.
+        let (whole, wholeParts) = try Self.run(client, hostile.url + "/ok/v1/chat/completions")
+        #expect((try? whole.get())?.status == 200 && wholeParts.seen.bytes > 0)
+    }
+}
+
 /// The proxy and size settings a worker reads from its environment.
 @Suite struct HTTPSettingsTests {
     @Test func proxiesFollowTheConventionOfOtherAgentTools() throws {
