@@ -92,6 +92,11 @@ public final class Worker {
         let backend = ProviderBackend(api: api, http: http, environment: environment)
         let store = self.store
         backend.loadConversation = { sessionID, taskID in (try? store.sessionMessages(sessionID: sessionID, exceptTaskID: taskID)) ?? [] }
+        // Not stored yet: the log line is where spend control will pick the counts up.
+        backend.reportUsage = { [log] taskID, usage in
+            let counts = ["input_tokens": usage.inputTokens, "output_tokens": usage.outputTokens].compactMapValues { $0.map(String.init) }
+            log.event("usage", task: taskID, "tokens: \(usage.inputTokens.map(String.init) ?? "?") in, \(usage.outputTokens.map(String.init) ?? "?") out", fields: counts)
+        }
         httpBackends.append(backend)
         return backend
     }
