@@ -44,6 +44,7 @@ let package = Package(
         .executableTarget(name: "bgq-fuzz", dependencies: ["BGQKit"], path: "Sources/BGQFuzz"),
         // Tests run the built `bgq` binary as real processes, so they depend on it.
         .testTarget(name: "BGQKitTests", dependencies: ["BGQKit", "bgq"]),
+        .testTarget(name: "BGQStoreConformanceTests", dependencies: ["BGQKit"]),
     ],
     swiftLanguageModes: [.v6]
 )
