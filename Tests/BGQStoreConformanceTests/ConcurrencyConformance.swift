@@ -67,8 +67,12 @@ import BGQKit
                 let worker = try registerWorker(store, "claimer-\(index)")
                 // Each round finishes what the last round claimed, so tasks of several claimers run at
                 // once; until nothing is left (an empty claim while others hold the slots goes round again).
+                // Bounded, so a broken engine that keeps offering tasks fails the test instead of hanging it.
                 var holding: [TaskRecord] = []
+                var rounds = 0
                 while true {
+                    rounds += 1
+                    guard rounds <= total * 20 else { return findings.problem("\(worker) still claiming after \(rounds) rounds") }
                     let claimed = try claim(store, worker, capacity: 2)
                     findings.claimed(claimed.map(\.id), by: worker)
                     for task in holding where try finish(store, task, by: worker, .completed(result: "by \(worker)")) != .owned {
@@ -104,7 +108,9 @@ import BGQKit
             do {
                 let store = try database.open(clock: clock)
                 let claimer = try registerWorker(store, "hooks-\(index)")
-                while case let hooks = try store.claimHooks(workerID: claimer, limit: 3), !hooks.isEmpty {
+                for _ in 0..<total {  // bounded: each round claims at least one hook, or the loop ends
+                    let hooks = try store.claimHooks(workerID: claimer, limit: 3)
+                    if hooks.isEmpty { break }
                     findings.claimed(hooks.map(\.command), by: claimer)
                 }
             } catch {
