@@ -8,8 +8,8 @@ extension StoreFactory {
     /// An empty SQLite database in its own temporary directory.
     static let sqlite = StoreFactory(name: "sqlite") { try sqliteDatabase(afterOpen: nil) }
 
-    /// The SQLite engine with `sql` run on every connection it opens: a mutant that drops a trigger
-    /// (or adds one) to break a guarantee only the schema keeps.
+    /// The SQLite engine with `sql` run once on each new database (schema changes last): a mutant that
+    /// drops a trigger (or adds one) to break a guarantee only the schema keeps.
     static func sqlite(mutant name: String, afterOpen sql: String) -> StoreFactory {
         StoreFactory(name: "sqlite mutant: \(name)") { try sqliteDatabase(afterOpen: sql) }
     }
