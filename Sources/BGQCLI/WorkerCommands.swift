@@ -53,7 +53,11 @@ extension BGQCommand {
             options.drain = drain
             options.logFormat = WorkerLog.Format(rawValue: logFormat) ?? .text
             options.exitWhenIdle = exitWhenIdle
-            try Worker(store: store, options: options).run()
+            // Every backend of this build, made when a task first needs it.
+            let backends = BackendRegistry()
+            StandardBackends.install(into: backends, environment: ProcessInfo.processInfo.environment, conversations: store,
+                                     wake: WakeUp.signalSafeWake)
+            try Worker(store: store, options: options, backends: backends).run()
         }
     }
 

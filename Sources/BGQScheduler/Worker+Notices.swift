@@ -1,4 +1,3 @@
-import BGQBackends
 import BGQCore
 import BGQSystem
 import Foundation
@@ -46,19 +45,24 @@ extension Worker {
         } catch {
             return .failed("cannot render the notice: \(error)")
         }
-        let agent = registry.agents.first { AgentPreset.named($0.preset)?.backend == .opencodeServer && OpenCodeBackend.server(for: $0) == notice.server }
+        guard let transport = backends.noticeTransport else {
+            return .failed("this bgq has no backend that delivers notices to parent sessions")
+        }
+        let agents = registry.agents
         if notice.mayHaveBeenSent {
-            switch opencode.parentHasNotice(notice.parentID, on: notice.server, containing: marker, header: header, agent: agent) {
-            case .success(true): return .sent
-            case .success(false): break
-            case .failure(let error): return notice.attempts >= 20 ? .failed(error.description) : .retryLater(error.description)
+            switch transport.parentHasNotice(notice.parentID, on: notice.server, containing: marker, header: header, agents: agents) {
+            case .sent: return .sent
+            case .absent: break
+            case .notFound(let error), .transient(let error), .failed(let error):
+                return notice.attempts >= 20 ? .failed(error) : .retryLater(error)
             }
         }
-        switch opencode.sendNotice(text, to: notice.parentID, on: notice.server, wake: notice.kind == .batch, agent: agent) {
-        case .success: return .sent
-        case .failure(let error):
-            if case .notFound = error { return .failed("parent session \(notice.parentID) not found on \(notice.server.url)") }
-            return notice.attempts >= 20 || !error.isTransient ? .failed(error.description) : .retryLater(error.description)
+        switch transport.send(text, to: notice.parentID, on: notice.server, wake: notice.kind == .batch, agents: agents) {
+        case .sent: return .sent
+        case .notFound: return .failed("parent session \(notice.parentID) not found on \(notice.server.url)")
+        case .failed(let error): return .failed(error)
+        case .transient(let error): return notice.attempts >= 20 ? .failed(error) : .retryLater(error)
+        case .absent: return notice.attempts >= 20 ? .failed("not delivered") : .retryLater("not delivered")
         }
     }
 }

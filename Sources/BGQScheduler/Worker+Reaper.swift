@@ -1,4 +1,3 @@
-import BGQBackends
 import BGQCore
 import BGQSystem
 import Foundation
@@ -36,45 +35,37 @@ extension Worker {
             }
             return
         }
-        if try endIfItsWorkersKeepDying(task, owner: owner) { return }
+        if try endIfItsWorkersKeepDying(task, owner: owner, backend: backend) { return }
         var task = task
-        if preset.backend == .exec && task.run.pid == nil && task.run.directory == nil {
-            // The worker died after claiming. If it had already started the agent (but not recorded it),
-            // record the session now and adopt it; only a task whose agent never started runs again.
-            guard let run = exec.findUnrecordedSession(task, runsDirectory: store.runsDirectory, host: host) else {
-                // Its files exist, so the agent may be starting right now: look again a little later
-                // before concluding that nothing ran.
-                if exec.mayHaveStarted(task, runsDirectory: store.runsDirectory) {
-                    let key = "\(task.id).\(task.attempt)"
-                    let firstMiss = unfoundStarts[key] ?? monotonic
-                    unfoundStarts[key] = firstMiss
-                    guard monotonic - firstMiss >= 2000 else { return }
-                    unfoundStarts[key] = nil
-                }
-                if try store.resolveOrphan(task, deadWorkerID: owner, outcome: .requeued(reason: "worker \(owner) lost before the session started", delayMs: 0)) == .owned {
-                    log.event("pending", task: task.id, "running → pending: worker \(owner) lost before the session started")
-                    wantClaim = true
-                }
-                return
-            }
-            let start = SessionStart(sessionID: task.sessionID ?? Identifier.newSessionID(), backend: "exec", externalID: nil, run: run)
+        // The worker may have died after claiming: if it had already started the session (but not
+        // recorded it), record the session now and adopt it; only a task whose session never started runs again.
+        switch backend.unrecordedStart(task, runsDirectory: store.runsDirectory, host: host) {
+        case .recorded:
+            break
+        case .found(let run):
+            let start = SessionStart(sessionID: task.sessionID ?? Identifier.newSessionID(), backend: preset.backend.rawValue, externalID: nil, run: run)
             guard try store.recordSessionStart(task, workerID: owner, start: start) == .owned else { return }
             task.sessionID = start.sessionID
             task.run = run
             log.event("found", task: task.id, "worker \(owner) died before recording its session; found the agent (\(run.pid.map { "pid \($0)" } ?? "its exit file")), adopting it")
-        }
-        if preset.isHTTP && task.sessionID == nil {
-            // Died between the claim and recording the session: nothing to find again.
-            if try store.resolveOrphan(task, deadWorkerID: owner, outcome: .requeued(reason: "worker \(owner) lost before the session started", delayMs: 0)) == .owned {
-                log.event("pending", task: task.id, "running → pending: worker \(owner) lost before the session started")
-                wantClaim = true
-            }
+        case .mayBeStarting:
+            // Its files exist, so the agent may be starting right now: look again a little later
+            // before concluding that nothing ran.
+            let key = "\(task.id).\(task.attempt)"
+            let firstMiss = unfoundStarts[key] ?? monotonic
+            unfoundStarts[key] = firstMiss
+            guard monotonic - firstMiss >= 2000 else { return }
+            unfoundStarts[key] = nil
+            try requeueUnstarted(task, owner: owner)
+            return
+        case .notStarted:
+            try requeueUnstarted(task, owner: owner)
             return
         }
         switch backend.adoptionCheck(task, host: host) {
         case .adoptable:
             guard try store.adopt(task, from: owner, by: workerID, reason: "adopted from \(owner) (worker gone; session still there)") == .owned else { return }
-            if let ended = (backend as? ExecBackend)?.runEndedAt(task) {
+            if let ended = backend.runEndedAt(task) {
                 try store.recordRunEnd(taskID: task.id, workerID: workerID, endedAt: ended)
             }
             var adopted = task
@@ -105,11 +96,11 @@ extension Worker {
     /// A task whose owner died, after `max_worker_deaths` deaths in all, ends in error instead of being
     /// adopted again: whatever it makes workers read (a poison reply) would kill this one too.
     /// Returns whether it did so (or another worker did first).
-    func endIfItsWorkersKeepDying(_ task: TaskRecord, owner: String) throws -> Bool {
+    func endIfItsWorkersKeepDying(_ task: TaskRecord, owner: String, backend: SessionBackend) throws -> Bool {
         let deaths = try store.workerDeaths(taskID: task.id, ownerID: owner)
         let count = deaths.recorded + 1
         guard deaths.ownerDied, count >= settings.maxWorkerDeaths else { return false }
-        let error = "worker died \(count) time\(count == 1 ? "" : "s") while running this task; last worker log: \(lastWorkerLog(task, owner: owner))"
+        let error = "worker died \(count) time\(count == 1 ? "" : "s") while running this task; last worker log: \(lastWorkerLog(task, owner: owner, backend: backend))"
         guard try store.resolveOrphan(task, deadWorkerID: owner, outcome: .failed(error: error)) == .owned else { return true }
         // Its agent outlived the workers: stop it (a session on another host is gone with its worker's host, or is left to its owner's host).
         if task.run.host == host { abortSession(task) }
@@ -120,12 +111,19 @@ extension Worker {
 
     /// What bgq knows of the last worker's log: a worker logs to its own stderr, which bgq does not keep,
     /// so this is the run's stderr file and its last lines.
-    func lastWorkerLog(_ task: TaskRecord, owner: String) -> String {
-        guard let directory = task.run.directory else {
+    func lastWorkerLog(_ task: TaskRecord, owner: String, backend: SessionBackend) -> String {
+        guard let log = backend.lastLog(task) else {
             return "none kept by bgq (worker \(owner) logged to its own stderr)"
         }
-        let path = directory + "/stderr"
-        guard let tail = ExecBackend.stderrTail(directory: directory) else { return "\(path) (empty; worker \(owner))" }
-        return "\(path) (worker \(owner)) ends with:\n\(tail)"
+        guard let tail = log.tail else { return "\(log.path) (empty; worker \(owner))" }
+        return "\(log.path) (worker \(owner)) ends with:\n\(tail)"
+    }
+
+    /// The dead worker claimed the task but never started its session: it runs again.
+    func requeueUnstarted(_ task: TaskRecord, owner: String) throws {
+        if try store.resolveOrphan(task, deadWorkerID: owner, outcome: .requeued(reason: "worker \(owner) lost before the session started", delayMs: 0)) == .owned {
+            log.event("pending", task: task.id, "running → pending: worker \(owner) lost before the session started")
+            wantClaim = true
+        }
     }
 }

@@ -1,24 +1,13 @@
-import BGQBackends
 import BGQCore
 import BGQSystem
 import Foundation
 
 extension Worker {
-    func backend(for preset: AgentPreset) -> SessionBackend {
-        switch preset.backend {
-        case .exec: return exec
-        case .noop: return noop
-        case .opencodeServer:
-            if !httpBackends.contains(where: { $0 === opencode }) { httpBackends.append(opencode) }
-            return opencode
-        case .openai: return openai
-        case .anthropic: return anthropic
-        }
-    }
+    func backend(for preset: AgentPreset) -> SessionBackend { backends.backend(for: preset) }
 
     /// Sessions whose provider call came back on another thread: poll them now.
     func markReadySessions() {
-        for backend in httpBackends {
+        for backend in backends.made {
             for id in backend.takeReadyTaskIDs() { sessions[id]?.nextPollMonotonic = 0 }
         }
     }
@@ -251,9 +240,10 @@ extension Worker {
     /// SIGINT now; SIGTERM and SIGKILL follow after the grace period if the session is still there.
     func abortSession(_ task: TaskRecord) {
         guard let preset = preset(forAgent: task.agent) else { return }
-        backend(for: preset).abort(task, agent: registry.agent(named: task.agent))
-        if preset.backend == .exec, task.run.pid != nil {
-            aborts.append(PendingAbort(task: task, nextSignal: SIGTERM, dueMonotonic: monotonic + settings.abortGraceMs))
+        let backend = backend(for: preset)
+        backend.abort(task, agent: registry.agent(named: task.agent))
+        if backend.needsEscalation(task) {
+            aborts.append(PendingAbort(task: task, backend: backend, nextSignal: SIGTERM, dueMonotonic: monotonic + settings.abortGraceMs))
         }
     }
 
@@ -262,12 +252,12 @@ extension Worker {
         let now = monotonic
         var remaining: [PendingAbort] = []
         for var pending in aborts {
-            guard let pid = pending.task.run.pid, ProcessSupport.isRunning(pid: pid, start: pending.task.run.pidStart) else { continue }
+            guard pending.backend.needsEscalation(pending.task) else { continue }
             if pending.dueMonotonic > now {
                 remaining.append(pending)
                 continue
             }
-            exec.escalate(pending.task, signal: pending.nextSignal)
+            pending.backend.escalateAbort(pending.task, signal: pending.nextSignal)
             if pending.nextSignal == SIGTERM {
                 pending.nextSignal = SIGKILL
                 pending.dueMonotonic = now + settings.abortGraceMs

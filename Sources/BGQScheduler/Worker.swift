@@ -1,4 +1,3 @@
-import BGQBackends
 import BGQCore
 import BGQSystem
 import Foundation
@@ -35,16 +34,8 @@ public final class Worker {
     let clock: Clock
     var options: WorkerOptions
     let log: WorkerLog
-    let exec: ExecBackend
-    let noop = NoopBackend()
-    let environment: [String: String]
-    /// HTTP backends, made when a task first needs one (an exec-only worker never opens a socket or loads libssl).
-    lazy var http = HTTPClient(environment: environment)
-    lazy var opencode = OpenCodeBackend(http: http, environment: environment)
-    lazy var openai = makeProviderBackend(.openai)
-    lazy var anthropic = makeProviderBackend(.anthropic)
-    /// Which HTTP backends exist yet (the lazy ones above), to collect their ready sessions.
-    var httpBackends: [SessionBackend] = []
+    /// The session backends, made on first use (an exec-only worker never opens a socket or loads libssl).
+    let backends: BackendRegistry
     let host = ProcessSupport.hostName
     public private(set) var workerID = ""
     var settings = Settings()
@@ -69,25 +60,18 @@ public final class Worker {
 
     struct PendingAbort {
         var task: TaskRecord
+        let backend: SessionBackend
         var nextSignal: Int32
         var dueMonotonic: Int64
     }
 
-    public init(store: any QueueStore, options: WorkerOptions, clock: Clock = SystemClock(), environment: [String: String] = ProcessInfo.processInfo.environment) {
+    /// - Parameter backends: the session backends this worker may use (`bgq worker` installs them all).
+    public init(store: any QueueStore, options: WorkerOptions, backends: BackendRegistry, clock: Clock = SystemClock()) {
         self.store = store
         self.options = options
         self.clock = clock
         self.log = WorkerLog(format: options.logFormat, clock: clock)
-        self.exec = ExecBackend(environment: environment)
-        self.environment = environment
-    }
-
-    func makeProviderBackend(_ api: ProviderAPI) -> ProviderBackend {
-        let backend = ProviderBackend(api: api, http: http, environment: environment)
-        let store = self.store
-        backend.loadConversation = { sessionID, taskID in (try? store.sessionMessages(sessionID: sessionID, exceptTaskID: taskID)) ?? [] }
-        httpBackends.append(backend)
-        return backend
+        self.backends = backends
     }
 
     var pollIntervalMs: Int64 { options.pollIntervalMs ?? settings.pollIntervalMs }
@@ -116,7 +100,7 @@ public final class Worker {
         StopSignals.install()
         ProcessSupport.markInheritedDescriptorsCloseOnExec()
         // Pooled connections closed and the event loop stopped, if an HTTP backend made them.
-        defer { http.shutdown() }
+        defer { backends.shutdown() }
         try register()
         databaseIdentity = Self.fileIdentity(store.path)
         reapDeadWorkers()
@@ -312,8 +296,9 @@ public final class Worker {
         // One index per batch of exits, not a scan of every session per exit (1,000 sessions are polled).
         var byPid: [Int32: ActiveSession] = [:]
         for session in sessions.values { if let pid = session.task.run.pid { byPid[pid] = session } }
+        let made = backends.made
         for (pid, exit) in reaped {
-            exec.reapedExits[pid] = exit
+            for backend in made { backend.childExited(pid: pid, exit: exit) }
             if let running = runningHooks.removeValue(forKey: pid) {
                 finishHook(running.hook, exit: exit)
                 continue
@@ -323,6 +308,5 @@ public final class Worker {
                 session.nextPollMonotonic = 0
             }
         }
-        if exec.reapedExits.count > 10_000 { exec.reapedExits.removeAll() }
     }
 }

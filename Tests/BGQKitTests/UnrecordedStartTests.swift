@@ -33,7 +33,7 @@ import Testing
         var options = WorkerOptions(name: "b")
         options.wakeIntervalMs = 10
         options.ownsAllChildren = false  // this test process has other tests' children too
-        let worker = Worker(store: store, options: options)
+        let worker = Worker(store: store, options: options, backends: .standard(store: store))
         try worker.register()
         worker.reapDeadWorkers()
         var timers = Worker.Timers(now: SystemClock().monotonicMilliseconds(), settings: try store.settings(), reapIntervalMs: 1000)
