@@ -173,18 +173,30 @@ func printError(_ text: String) {
 
 /// `--db`, shared by every command.
 public struct DatabaseOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The database file.", discussion: "Default: $BGQ_DB, else $XDG_DATA_HOME/bgq/bgq.db, else ~/.local/share/bgq/bgq.db.", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("The database: a file path or sqlite:PATH.", discussion: "Default: $BGQ_DB, else $XDG_DATA_HOME/bgq/bgq.db, else ~/.local/share/bgq/bgq.db.", valueName: "path"))
     public var db: String?
 
     public init() {}
 
-    public var path: String { DatabaseLocation.resolve(explicit: db) }
+    /// Where the data lives; a `--db` that names no engine bgq has is a usage error.
+    public func location() throws -> StoreLocation { try StoreLocation.resolve(explicit: db) }
 
     /// Opens the store; `create: false` for commands that only read (a missing file is then reported, not made).
     /// The one place that chooses the engine: SQLite, the embedded default.
     public func openStore(create: Bool = true) throws -> any QueueStore {
-        try SQLiteStore(path: path, create: create)
+        switch try location() {
+        case .sqlite(let path):
+            return try SQLiteStore(path: path, create: create)
+        case .postgres(let url):
+            throw BGQError.usage("this bgq has no PostgreSQL engine yet (\(StoreLocation.postgres(url: url))); use a SQLite file: --db PATH")
+        }
     }
 
-    public var exists: Bool { FileManager.default.fileExists(atPath: path) }
+    /// Whether there is anything to read yet (a SQLite file that does not exist has no tasks).
+    public func exists() throws -> Bool {
+        switch try location() {
+        case .sqlite(let path): FileManager.default.fileExists(atPath: path)
+        case .postgres: true
+        }
+    }
 }

@@ -73,7 +73,7 @@ extension BGQCommand {
             }
             if jsonl != nil && !json {
                 let ids = try store.enqueueReturningIDs(tasks)
-                var output = "Enqueued \(ids.count) background task(s) in \(store.path):\n"
+                var output = "Enqueued \(ids.count) background task(s) in \(store.location):\n"
                 output.reserveCapacity(ids.count * 12 + 80)
                 for id in ids { output += id; output += "\n" }
                 FileHandle.standardOutput.write(Data(output.utf8))

@@ -109,21 +109,28 @@ extension BGQCommand {
             }
         }
 
+        /// This host's run folders for the store: where workers started here keep them by default.
+        func runsDirectory(_ store: any QueueStore) -> String { store.location.defaultRunsDirectory() }
+
         func run() throws {
             let store = try database.openStore(create: false)
             let now = store.clock.now()
             if !dryRun {
                 let retention = try store.settings().runRetentionMs
-                let folders = try RunFolderCleaner(store: store).removeExpired(now: now, retentionMs: retention, passes: Int.max)
+                let folders = try RunFolderCleaner(store: store, runsDirectory: runsDirectory(store)).removeExpired(now: now, retentionMs: retention, passes: Int.max)
                 print("Removed the run folders of \(folders) task(s) that ended more than \(spelledDuration(milliseconds: retention)) ago (run_retention_ms).")
             }
             guard let olderThan else { return }
             let cutoff = Instant(milliseconds: now.milliseconds - (parseDuration(olderThan) ?? 0))
-            let result = try store.prune(olderThan: cutoff, statuses: status.compactMap(TaskStatus.init(rawValue:)), dryRun: dryRun)
+            let result = try store.prune(PruneRequest(olderThan: cutoff, statuses: status.compactMap(TaskStatus.init(rawValue:)), dryRun: dryRun))
+            // Every attempt's folder: a retried task left one per attempt.
+            let removedFolders = result.runFolders.reduce(0) { removed, folder in
+                removed + RunFolders.remove(runsDirectory: runsDirectory(store), taskID: folder.taskID, attempts: folder.attempt)
+            }
             if dryRun {
                 print("Would delete \(result.tasks) finished task(s) that ended before \(cutoff.iso8601) (dry run: nothing deleted).")
             } else {
-                print("Deleted \(result.tasks) task(s), \(result.sessions) session(s) and \(result.runDirectories) log folder(s) that ended before \(cutoff.iso8601).")
+                print("Deleted \(result.tasks) task(s), \(result.sessions) session(s) and \(removedFolders) log folder(s) that ended before \(cutoff.iso8601).")
             }
         }
     }

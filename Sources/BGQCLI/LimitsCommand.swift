@@ -151,22 +151,14 @@ extension BGQCommand {
                 throw BGQError.usage("\(file): unknown key background_task.\(unknown) (bgq reads \(LimitInput.ohMyOpenCodeKeys.sorted().joined(separator: ", "))): fix its spelling, or add --lenient to ignore it")
             }
             let store = try database.openStore()
-            for (name, value) in config.provider.sorted(by: { $0.key < $1.key }) {
-                try store.setLimit(.provider, name: name, value: value)
-                print("provider \(name): \(value)")
-            }
-            for (name, value) in config.model.sorted(by: { $0.key < $1.key }) {
-                try store.setLimit(.model, name: name, value: value)
-                print("model \(name): \(value)")
-            }
-            if let value = config.defaultLimit {
-                try store.setLimit(.default, name: "", value: value)
-                print("default: \(value)")
-            }
-            if let stale = config.staleTimeoutMs {
-                try store.setSetting("stale_timeout_ms", String(stale))
-                print("stale_timeout_ms: \(stale)")
-            }
+            // All limits in one transaction: a worker never claims under half of an imported file.
+            var changes = config.provider.sorted(by: { $0.key < $1.key }).map { LimitChange(scope: .provider, name: $0.key, value: $0.value) }
+            changes += config.model.sorted(by: { $0.key < $1.key }).map { LimitChange(scope: .model, name: $0.key, value: $0.value) }
+            if let value = config.defaultLimit { changes.append(LimitChange(scope: .default, name: "", value: value)) }
+            try store.setLimits(changes)
+            if let stale = config.staleTimeoutMs { try store.setSetting("stale_timeout_ms", String(stale)) }
+            for change in changes { print(change.scope == .default ? "default: \(change.value)" : "\(change.scope.rawValue) \(change.name): \(change.value)") }
+            if let stale = config.staleTimeoutMs { print("stale_timeout_ms: \(stale)") }
             for field in config.ignored { printError("note: ignored background_task.\(field) (bgq does not use it)") }
             print("Imported from \(file).")
         }

@@ -40,15 +40,12 @@ extension BGQCommand {
             var timedOut = false
             if block && !task.status.isTerminal {
                 let deadline = store.clock.monotonicMilliseconds() + Int64(timeout * 1000)
-                var version = try store.changeCounter()
+                let feed = try store.changeFeed()
+                _ = try feed.poll()
                 while !task.status.isTerminal {
-                    if store.clock.monotonicMilliseconds() >= deadline { timedOut = true; break }
-                    usleep(50_000)
-                    let current = try store.changeCounter()
-                    if current != version {
-                        version = current
-                        task = try store.requireTask(id: id)
-                    }
+                    let left = deadline - store.clock.monotonicMilliseconds()
+                    if left <= 0 { timedOut = true; break }
+                    if try feed.wait(timeoutMs: min(left, 1000)) { task = try store.requireTask(id: id) }
                 }
             }
             let now = store.clock.now()
@@ -58,10 +55,10 @@ extension BGQCommand {
                 // The agent's own id of the session (Claude Code's session_id, the OpenCode session, …).
                 object["agent_session_id"] = try task.sessionID.flatMap { try store.session(id: $0)?.externalID } ?? NSNull()
                 object["parent_notices"] = try store.parentNotices(taskID: id).map { notice -> [String: Any] in
-                    ["kind": notice.kind, "state": notice.state, "attempts": notice.attempts, "error": notice.error ?? NSNull()]
+                    ["kind": notice.kind.rawValue, "state": notice.state.rawValue, "attempts": notice.attempts, "error": notice.error ?? NSNull()]
                 }
                 object["hooks"] = try store.hooks(taskID: id).map { hook -> [String: Any] in
-                    ["command": hook.command, "status": hook.status, "exit_code": hook.exitCode ?? NSNull(), "error": hook.error ?? NSNull()]
+                    ["command": hook.command, "status": hook.status.rawValue, "exit_code": hook.exitCode ?? NSNull(), "error": hook.error ?? NSNull()]
                 }
                 print(Render.json(object))
             } else {
@@ -203,8 +200,8 @@ extension BGQCommand {
         }
 
         func run() throws {
-            guard database.exists else {
-                if json { print("[]") } else { print("No tasks yet: \(database.path) does not exist. Queue one with `bgq enqueue`.") }
+            guard try database.exists() else {
+                if json { print("[]") } else { print("No tasks yet: \(try database.location()) does not exist. Queue one with `bgq enqueue`.") }
                 return
             }
             let store = try database.openStore(create: false)

@@ -46,12 +46,11 @@ extension BGQCommand {
             let started = store.clock.monotonicMilliseconds()
             let deadline = timeout.map { started + Int64($0 * 1000) }
             var finished: [String: TaskRecord] = [:]
-            var version: Int64 = -1
+            let feed = try store.changeFeed()
+            var changed = try feed.poll()
             var lastDraw: Int64?
             while true {
-                let current = try store.changeCounter()
-                if current != version {
-                    version = current
+                if changed {
                     for id in targets where finished[id] == nil {
                         let task = try store.requireTask(id: id)
                         guard task.status.isTerminal else { continue }
@@ -77,7 +76,10 @@ extension BGQCommand {
                     // while it is written (in the same write, so it is always turned back on) for what fit misjudges.
                     FileHandle.standardOutput.write(Data(("\r\u{1B}[K\u{1B}[?7l" + line + "\u{1B}[?7h").utf8))
                 }
-                usleep(100_000)
+                // Woken by a change at once; otherwise by the next redraw of the live line or the deadline.
+                let untilDraw: Int64 = live ? 500 - (store.clock.monotonicMilliseconds() - (lastDraw ?? 0)) : 1000
+                let untilDeadline = deadline.map { $0 - store.clock.monotonicMilliseconds() } ?? Int64.max
+                changed = try feed.wait(timeoutMs: max(1, min(untilDraw, untilDeadline, 1000)))
             }
             let tasks = targets.compactMap { finished[$0] }
             print(Notices.allFinished(tasks))
@@ -146,24 +148,23 @@ extension BGQCommand {
             signal(SIGPIPE, SIG_DFL)
             let store = try database.openStore(create: false)
             var cursor = try since ?? store.latestEventID()
-            var version: Int64 = -1
+            let feed = try store.changeFeed()
+            var changed = try feed.poll()
             while true {
-                let current = try store.changeCounter()
-                if current != version {
-                    version = current
+                if changed {
                     while true {
                         let batch = try store.events(after: cursor, parentID: parent, limit: 500)
                         var output = ""
-                        for (event, description) in batch {
-                            output += (json ? Self.json(event, description) : Self.line(event, description)) + "\n"
-                            cursor = event.id
+                        for item in batch {
+                            output += (json ? Self.json(item.event, item.description) : Self.line(item.event, item.description)) + "\n"
+                            cursor = item.event.id
                         }
                         // Written at once, unbuffered: a reader on a pipe sees each event as it happens.
                         if !output.isEmpty { FileHandle.standardOutput.write(Data(output.utf8)) }
                         if batch.count < 500 { break }
                     }
                 }
-                usleep(100_000)
+                changed = try feed.wait(timeoutMs: 1000)
             }
         }
 

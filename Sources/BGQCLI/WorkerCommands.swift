@@ -32,6 +32,9 @@ extension BGQCommand {
         @Flag(help: "On SIGTERM/SIGINT, let this worker's sessions finish before exiting.") var drain = false
         @Option(help: "text or json.") var logFormat: String = "text"
         @Flag(help: "Exit when no task is pending or running (for scripts).") var exitWhenIdle = false
+        @Option(help: ArgumentHelp("Where exec sessions and hooks keep their files on this host.",
+                                   discussion: "Default: $BGQ_RUNS_DIR, else beside the database file (<file>.runs).", valueName: "dir"))
+        var runsDir: String?
 
         func validate() throws {
             guard (1...100_000).contains(maxSessions) else { throw ValidationError("--max-sessions \(maxSessions) is out of range: use 1 to 100000") }
@@ -53,6 +56,9 @@ extension BGQCommand {
             options.drain = drain
             options.logFormat = WorkerLog.Format(rawValue: logFormat) ?? .text
             options.exitWhenIdle = exitWhenIdle
+            if let directory = runsDir ?? ProcessInfo.processInfo.environment["BGQ_RUNS_DIR"].flatMap({ $0.isEmpty ? nil : $0 }) {
+                options.runsDirectory = Paths.absolute(directory)
+            }
             // Every backend of this build, made when a task first needs it.
             let backends = BackendRegistry()
             StandardBackends.install(into: backends, environment: ProcessInfo.processInfo.environment, conversations: store,
@@ -214,8 +220,8 @@ extension BGQCommand {
                 let equals = pair.firstIndex(of: "=")!
                 environment[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
             }
-            let agent = AgentDefinition(name: name, preset: preset, executable: executable.map(DatabaseLocation.absolute), extraArgs: args, model: model,
-                                        environment: environment, workingDirectory: cwd.map(DatabaseLocation.absolute),
+            let agent = AgentDefinition(name: name, preset: preset, executable: executable.map(Paths.absolute), extraArgs: args, model: model,
+                                        environment: environment, workingDirectory: cwd.map(Paths.absolute),
                                         promptVia: AgentDefinition.PromptVia(rawValue: promptVia) ?? .argv, summary: description,
                                         url: url, apiKeyEnv: apiKeyEnv)
             let replaced = try AgentRegistry(userAgents: try store.userAgents()).checkReplacement(by: agent, force: force)
@@ -321,10 +327,9 @@ extension BGQCommand {
             }
             // The new values together with the ones kept: a pair that contradicts another is refused whole.
             try Settings.checked(stored: stored).validate()
-            for change in changes {
-                try store.setSetting(change.key, change.value)
-                print(change.shown)
-            }
+            // One transaction: a worker reads either none or all of the pairs, never a half that contradicts.
+            try store.setSettings(changes.map { SettingChange(key: $0.key, value: $0.value) })
+            for change in changes { print(change.shown) }
         }
     }
 

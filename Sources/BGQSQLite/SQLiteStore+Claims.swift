@@ -12,11 +12,11 @@ extension SQLiteStore {
     /// read in this same transaction, in priority then enqueue order, and writes one slot lease per
     /// limited task. A full key is skipped, never blocking others. The database refuses a lease
     /// beyond the limit (see the `slot_leases` constraints), whatever the interleaving of workers.
-    /// Throws `WorkerLost` when the worker row is no longer alive (it was declared dead).
+    /// Throws `BGQError.lostOwnership` when the worker row is no longer alive (it was declared dead).
     public func claimTasks(workerID: String, capacity: Int) throws -> [TaskRecord] {
         guard capacity > 0 else { return [] }
         return try write {
-            guard try workerIsAlive(workerID) else { throw WorkerLost(workerID: workerID) }
+            guard try workerIsAlive(workerID) else { throw BGQError.lostOwnership(workerID: workerID) }
             let stamp = now
             let limits = try loadLimits()
 
@@ -119,13 +119,10 @@ extension SQLiteStore {
         [.text(task.id), .text(workerID), .int(task.attempt)]
     }
 
-    /// Records that the session started: creates its row (or reuses a continued one) and where it runs.
-    public func recordSessionStart(_ task: TaskRecord, workerID: String, start: SessionStart) throws -> Ownership {
-        try recordSessionStarts([(task, start)], workerID: workerID)[0]
-    }
-
-    /// Records many session starts in one transaction (a worker's claimed batch).
-    public func recordSessionStarts(_ items: [(task: TaskRecord, start: SessionStart)], workerID: String) throws -> [Ownership] {
+    /// Records many session starts in one transaction (a worker's claimed batch): creates each session's
+    /// row (or reuses a continued one) and where it runs. Ownership is checked first, so a task this
+    /// worker lost gets no session row either.
+    public func recordSessionStarts(_ items: [SessionStartRecord], workerID: String) throws -> [Ownership] {
         guard !items.isEmpty else { return [] }
         return try write {
             let stamp = now.iso8601
@@ -138,7 +135,10 @@ extension SQLiteStore {
                     run_log_offset = 0, last_progress_at = ?
                 WHERE \(Self.ownedGuard)
                 """)
-            return try items.map { task, start in
+            let owned = try connection.cached("SELECT 1 FROM tasks WHERE \(Self.ownedGuard)")
+            return try items.map { item in
+                let (task, start) = (item.task, item.start)
+                guard try owned.queryFirst(Self.guardArguments(task, workerID: workerID), { $0.int(0) }) != nil else { return .lost }
                 try session.run([.text(start.sessionID), .text(task.agent), .text(start.backend), .optionalText(start.externalID),
                                  .text(stamp), .text(stamp)])
                 let changed = try update.run([
@@ -151,14 +151,9 @@ extension SQLiteStore {
     }
 
     /// Writes many polls' findings in one transaction.
-    public func recordProgress(_ items: [(task: TaskRecord, update: ProgressUpdate)], workerID: String) throws -> [Ownership] {
+    public func recordProgress(_ items: [ProgressRecord], workerID: String) throws -> [Ownership] {
         guard !items.isEmpty else { return [] }
         return try write { try items.map { try recordProgressInTransaction($0.task, workerID: workerID, update: $0.update) } }
-    }
-
-    /// Writes a poll's findings (progress, new messages, the log offset) if this worker still owns the task.
-    public func recordProgress(_ task: TaskRecord, workerID: String, update: ProgressUpdate) throws -> Ownership {
-        try write { try recordProgressInTransaction(task, workerID: workerID, update: update) }
     }
 
     func recordProgressInTransaction(_ task: TaskRecord, workerID: String, update: ProgressUpdate) throws -> Ownership {
@@ -189,19 +184,15 @@ extension SQLiteStore {
         return .owned
     }
 
-    /// Ends (or requeues) a task this worker owns, with its final progress, in one transaction.
-    /// The slot is released by the same transaction (trigger `tasks_release_slot`).
-    public func finish(_ task: TaskRecord, workerID: String, outcome: TaskOutcome, update: ProgressUpdate? = nil) throws -> Ownership {
-        try finishAll([(task, outcome, update)], workerID: workerID)[0]
-    }
-
-    /// Ends many tasks in one transaction (a worker's batch of completions).
-    public func finishAll(_ items: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)], workerID: String) throws -> [Ownership] {
+    /// Ends (or requeues) tasks this worker owns, each with its final progress, in one transaction (a
+    /// worker's batch of completions). Each slot is released by the same transaction (trigger
+    /// `tasks_release_slot`).
+    public func finish(_ items: [TaskFinish], workerID: String) throws -> [Ownership] {
         guard !items.isEmpty else { return [] }
         return try write {
             let stamp = now
             return try items.map { item in
-                if let update = item.update, try recordProgressInTransaction(item.task, workerID: workerID, update: update) == .lost {
+                if let update = item.finalProgress, try recordProgressInTransaction(item.task, workerID: workerID, update: update) == .lost {
                     return .lost
                 }
                 return try transitionInTransaction(item.task, ownerID: workerID, outcome: item.outcome, at: stamp)
@@ -274,19 +265,12 @@ extension SQLiteStore {
 
     /// How many of the task's workers died holding it so far, and whether its current owner is dead
     /// (rather than stopped): the reaper's question before it adopts the task once more.
-    public func workerDeaths(taskID: String, ownerID: String) throws -> (recorded: Int, ownerDied: Bool) {
+    public func workerDeaths(taskID: String, ownerID: String) throws -> WorkerDeaths {
         try read {
             try connection.queryFirst("""
                 SELECT worker_deaths, EXISTS (SELECT 1 FROM workers WHERE id = ? AND state = 'dead') FROM tasks WHERE id = ?
-                """, [.text(ownerID), .text(taskID)]) { ($0.int(0), $0.int(1) == 1) } ?? (0, false)
-        }
-    }
-
-    /// Running tasks of this worker (to resume after a restart of the loop, or for `bgq workers`).
-    public func runningTasks(workerID: String) throws -> [TaskRecord] {
-        try read {
-            try connection.query("SELECT \(Self.taskColumns) FROM tasks WHERE status = 'running' AND worker_id = ? ORDER BY seq",
-                                 [.text(workerID)], Self.task)
+                """, [.text(ownerID), .text(taskID)]) { WorkerDeaths(recorded: $0.int(0), ownerDied: $0.int(1) == 1) }
+                ?? WorkerDeaths(recorded: 0, ownerDied: false)
         }
     }
 

@@ -23,13 +23,17 @@ extension SQLiteStore {
         return limits
     }
 
-    /// Sets a limit (0 = unlimited). Takes effect for the next claim of every worker.
-    public func setLimit(_ scope: LimitScope, name: String, value: Int) throws {
+    /// Sets limits (0 = unlimited), all in one transaction. Takes effect for the next claim of every worker.
+    public func setLimits(_ changes: [LimitChange]) throws {
+        guard !changes.isEmpty else { return }
         try write {
-            try connection.run("""
+            let upsert = try connection.cached("""
                 INSERT INTO limits (scope, name, max_running, updated_at) VALUES (?, ?, ?, ?)
                 ON CONFLICT (scope, name) DO UPDATE SET max_running = excluded.max_running, updated_at = excluded.updated_at
-                """, [.text(scope.rawValue), .text(scope == .default ? "" : name), .int(value), .text(now.iso8601)])
+                """)
+            for change in changes {
+                try upsert.run([.text(change.scope.rawValue), .text(change.scope == .default ? "" : change.name), .int(change.value), .text(now.iso8601)])
+            }
         }
     }
 
@@ -84,18 +88,29 @@ extension SQLiteStore {
         try read { Dictionary(uniqueKeysWithValues: try connection.query("SELECT key, value FROM settings") { ($0.text(0), $0.text(1)) }) }
     }
 
-    public func setSetting(_ key: String, _ value: String) throws {
-        try write {
-            try connection.run("""
+    /// Sets (or, for a nil value, removes) settings, all in one transaction, so a worker never reads
+    /// half of a change. Returns the keys that had a stored value before.
+    @discardableResult
+    public func setSettings(_ changes: [SettingChange]) throws -> Set<String> {
+        guard !changes.isEmpty else { return [] }
+        return try write {
+            let existing = try connection.cached("SELECT 1 FROM settings WHERE key = ?")
+            let upsert = try connection.cached("""
                 INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
-                """, [.text(key), .text(value), .text(now.iso8601)])
+                """)
+            let delete = try connection.cached("DELETE FROM settings WHERE key = ?")
+            var hadValue: Set<String> = []
+            for change in changes {
+                if try existing.queryFirst([.text(change.key)], { $0.int(0) }) != nil { hadValue.insert(change.key) }
+                if let value = change.value {
+                    try upsert.run([.text(change.key), .text(value), .text(now.iso8601)])
+                } else {
+                    try delete.run([.text(change.key)])
+                }
+            }
+            return hadValue
         }
-    }
-
-    @discardableResult
-    public func unsetSetting(_ key: String) throws -> Bool {
-        try write { try connection.run("DELETE FROM settings WHERE key = ?", [.text(key)]) > 0 }
     }
 }
 

@@ -65,7 +65,7 @@ extension SQLiteStore {
                 SELECT substr(error, 1, coalesce(nullif(instr(error, char(10)), 0) - 1, 200)) AS reason, count(*)
                 FROM tasks WHERE status IN ('error', 'cancelled') AND finished_at >= ? AND error IS NOT NULL
                 GROUP BY reason ORDER BY 2 DESC LIMIT 10
-                """, since == nil ? [] : [.text(from)]) { (reason: $0.text(0), count: $0.int(1)) }
+                """, since == nil ? [] : [.text(from)]) { QueueStats.ErrorCount(reason: $0.text(0), count: $0.int(1)) }
             // The window starts when the first task started: among the first tasks queued (seq order, an
             // index walk), not a scan of every row for min(started_at).
             let firstStart = try connection.queryFirst("""
@@ -76,37 +76,37 @@ extension SQLiteStore {
         }
     }
 
-    /// Deletes finished tasks older than `olderThan` (by finished_at) in the given states, with their
-    /// events, messages, sessions no other task uses, and run logs. In batches, so writers keep going.
-    public func prune(olderThan cutoff: Instant, statuses: [TaskStatus], dryRun: Bool) throws -> PruneResult {
-        let wanted = statuses.isEmpty ? [TaskStatus.completed, .error, .cancelled] : statuses.filter(\.isTerminal)
+    /// Deletes finished tasks older than the cutoff (by finished_at) in the given terminal states, with
+    /// their events and messages, and sessions no other task uses. In batches, so writers keep going.
+    /// Run folders are files: they are returned for the caller to remove.
+    public func prune(_ request: PruneRequest) throws -> PruneResult {
+        let wanted = request.statuses.isEmpty ? [TaskStatus.completed, .error, .cancelled] : request.statuses.filter(\.isTerminal)
+        guard !wanted.isEmpty else { return PruneResult(tasks: 0, sessions: 0, runFolders: []) }
         let placeholders = wanted.map { _ in "?" }.joined(separator: ", ")
-        let arguments: [SQLValue] = [.text(cutoff.iso8601)] + wanted.map { .text($0.rawValue) }
-        if dryRun {
+        let arguments: [SQLValue] = [.text(request.olderThan.iso8601)] + wanted.map { .text($0.rawValue) }
+        if request.dryRun {
             let tasks = try read {
                 try connection.queryFirst("SELECT count(*) FROM tasks WHERE finished_at < ? AND status IN (\(placeholders))", arguments) { $0.int(0) } ?? 0
             }
-            return PruneResult(tasks: tasks, sessions: 0, runDirectories: 0)
+            return PruneResult(tasks: tasks, sessions: 0, runFolders: [])
         }
-        var result = PruneResult(tasks: 0, sessions: 0, runDirectories: 0)
+        var result = PruneResult(tasks: 0, sessions: 0, runFolders: [])
         while true {
-            let batch = try write { () -> [(id: String, attempt: Int)] in
+            let batch = try write { () -> [RunFolderRecord] in
                 let rows = try connection.query("""
                     SELECT id, attempt FROM tasks WHERE finished_at < ? AND status IN (\(placeholders)) LIMIT 1000
-                    """, arguments) { (id: $0.text(0), attempt: $0.int(1)) }
-                for row in rows {
-                    try connection.run("DELETE FROM tasks WHERE id = ?", [.text(row.id)])
-                }
+                    """, arguments) { RunFolderRecord(taskID: $0.text(0), attempt: $0.int(1)) }
+                // Guarded like the selection: a task that was requeued meanwhile (another engine may not
+                // serialize writers as SQLite does) is not deleted.
+                let delete = try connection.cached("DELETE FROM tasks WHERE id = ? AND finished_at < ? AND status IN (\(placeholders))")
+                let deleted = try rows.filter { try delete.run([.text($0.taskID)] + arguments) == 1 }
                 result.sessions += try connection.run("""
                     DELETE FROM sessions WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.session_id = sessions.id)
                     """)
-                return rows
+                return deleted
             }
             result.tasks += batch.count
-            for row in batch {
-                // Every attempt's folder: a retried task left one per attempt.
-                result.runDirectories += RunFolders.remove(runsDirectory: runsDirectory, taskID: row.id, attempts: row.attempt)
-            }
+            result.runFolders += batch
             if batch.count < 1000 { break }
         }
         return result
@@ -118,12 +118,12 @@ extension SQLiteStore {
 extension SQLiteStore {
     /// Finished tasks whose run folder is still on disk and that ended before `cutoff`, oldest first
     /// (served by the partial index `tasks_run_folders`).
-    public func tasksWithRunFolders(finishedBefore cutoff: Instant, limit: Int) throws -> [(id: String, attempt: Int)] {
+    public func tasksWithRunFolders(finishedBefore cutoff: Instant, limit: Int) throws -> [RunFolderRecord] {
         try read {
             try connection.query("""
                 SELECT id, attempt FROM tasks WHERE run_dir IS NOT NULL AND finished_at IS NOT NULL AND finished_at < ?
                 ORDER BY finished_at LIMIT ?
-                """, [.text(cutoff.iso8601), .int(limit)]) { (id: $0.text(0), attempt: $0.int(1)) }
+                """, [.text(cutoff.iso8601), .int(limit)]) { RunFolderRecord(taskID: $0.text(0), attempt: $0.int(1)) }
         }
     }
 
@@ -154,7 +154,7 @@ extension SQLiteStore {
     /// Events after a cursor (the event id), oldest first, optionally only for one parent's tasks:
     /// creations (the task rows, by seq) merged with transitions (task_events, by id). Both arms are
     /// read in id order and merged, so a batch stops after `limit` rows whatever the backlog.
-    public func events(after cursor: Int64, parentID: String?, limit: Int) throws -> [(event: TaskEvent, description: String)] {
+    public func events(after cursor: Int64, parentID: String?, limit: Int) throws -> [HistoryEvent] {
         try read {
             let filter = parentID == nil ? "" : "AND t.parent_id = ?3"
             let arguments: [SQLValue] = [.integer(cursor), .int(limit)] + (parentID.map { [SQLValue.text($0)] } ?? [])
@@ -166,7 +166,7 @@ extension SQLiteStore {
                 FROM task_events e JOIN tasks t ON t.id = e.task_id
                 WHERE e.id > ?1 \(filter)
                 ORDER BY 1 LIMIT ?2
-                """, arguments) { (Self.event($0), $0.text(8)) }
+                """, arguments) { HistoryEvent(event: Self.event($0), description: $0.text(8)) }
         }
     }
 

@@ -23,18 +23,25 @@ extension SQLiteStore {
         }
     }
 
-    public func recordHookStarted(id: Int64, pid: Int32) throws {
-        try write { try connection.run("UPDATE hook_outbox SET pid = ? WHERE id = ?", [.int(Int(pid)), .integer(id)]) }
+    /// Records the hook's process; `.lost` when the hook is no longer this worker's running hook.
+    public func recordHookStarted(_ hook: HookRun, pid: Int32, workerID: String) throws -> Ownership {
+        try write {
+            try connection.run("UPDATE hook_outbox SET pid = ? WHERE id = ? AND status = 'running' AND worker_id = ?",
+                               [.int(Int(pid)), .integer(hook.id), .text(workerID)]) == 1 ? .owned : .lost
+        }
     }
 
-    /// Records how a hook ended. A failure is final: hooks are never retried.
-    public func finishHook(id: Int64, exitCode: Int32?, error: String?) throws {
+    /// Records how a hook ended. A failure is final: hooks are never retried. `.lost` when the hook
+    /// is no longer this worker's running hook (another worker failed it as orphaned meanwhile).
+    public func finishHook(_ hook: HookRun, end: HookEnd, workerID: String) throws -> Ownership {
         try write {
-            let failed = exitCode != 0 || error != nil
-            try connection.run("""
-                UPDATE hook_outbox SET status = ?, finished_at = ?, exit_code = ?, error = ? WHERE id = ? AND status = 'running'
-                """, [.text(failed ? "failed" : "done"), .text(now.iso8601), exitCode.map { .int(Int($0)) } ?? .null,
-                      .optionalText(error), .integer(id)])
+            let failed = end.exitCode != 0 || end.error != nil
+            return try connection.run("""
+                UPDATE hook_outbox SET status = ?, finished_at = ?, exit_code = ?, error = ?
+                WHERE id = ? AND status = 'running' AND worker_id = ?
+                """, [.text(failed ? HookStatus.failed.rawValue : HookStatus.done.rawValue), .text(now.iso8601),
+                      end.exitCode.map { .int(Int($0)) } ?? .null, .optionalText(end.error), .integer(hook.id), .text(workerID)]) == 1
+                ? .owned : .lost
         }
     }
 
@@ -49,10 +56,11 @@ extension SQLiteStore {
     }
 
     /// The hooks of one task, oldest first.
-    public func hooks(taskID: String) throws -> [(command: String, status: String, exitCode: Int?, error: String?)] {
+    public func hooks(taskID: String) throws -> [HookRecord] {
         try read {
             try connection.query("SELECT command, status, exit_code, error FROM hook_outbox WHERE task_id = ? ORDER BY id", [.text(taskID)]) {
-                (command: $0.text(0), status: $0.text(1), exitCode: $0.optionalInt(2), error: $0.optionalText(3))
+                HookRecord(command: $0.text(0), status: try stored(HookStatus.self, $0.text(1), in: "hook_outbox.status"),
+                           exitCode: $0.optionalInt(2), error: $0.optionalText(3))
             }
         }
     }

@@ -4,23 +4,25 @@ import CSQLite
 import Foundation
 
 extension SQLiteStore {
-    static let workerColumns = "id, name, host, pid, started_at, heartbeat_at, max_sessions, state, stopped_at, reason"
+    static let workerColumns = "id, name, host, pid, started_at, heartbeat_at, max_sessions, state, stopped_at, reason, runs_dir"
 
     static func worker(_ row: Row) -> WorkerRecord {
         WorkerRecord(id: row.text(0), name: row.text(1), host: row.text(2), pid: Int32(truncatingIfNeeded: row.int64(3)),
                      startedAt: instant(row, 4) ?? Instant(milliseconds: 0), heartbeatAt: instant(row, 5) ?? Instant(milliseconds: 0),
                      maxSessions: row.int(6), state: WorkerState(rawValue: row.text(7)) ?? .dead,
-                     stoppedAt: instant(row, 8), reason: row.optionalText(9))
+                     stoppedAt: instant(row, 8), reason: row.optionalText(9), runsDirectory: row.optionalText(10))
     }
 
     /// Adds a live worker row and returns its id.
-    public func registerWorker(name: String, host: String, pid: Int32, maxSessions: Int) throws -> String {
+    public func registerWorker(_ registration: WorkerRegistration) throws -> String {
         try write {
             let stamp = now.iso8601
             let id = Identifier.newWorkerID()
             try connection.run("""
-                INSERT INTO workers (id, name, host, pid, started_at, heartbeat_at, max_sessions, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')
-                """, [.text(id), .text(name), .text(host), .int(Int(pid)), .text(stamp), .text(stamp), .int(maxSessions)])
+                INSERT INTO workers (id, name, host, pid, started_at, heartbeat_at, max_sessions, state, runs_dir)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)
+                """, [.text(id), .text(registration.name), .text(registration.host), .int(Int(registration.pid)), .text(stamp), .text(stamp),
+                      .int(registration.maxSessions), .optionalText(registration.runsDirectory)])
             return id
         }
     }
@@ -34,14 +36,15 @@ extension SQLiteStore {
     }
 
     /// Marks this worker as stopping (no more claims) or stopped (gone; its running sessions are free to adopt at once).
-    public func setWorkerState(_ workerID: String, _ state: WorkerState, reason: String?) throws {
+    /// `.lost` when another worker declared it dead meanwhile: then nothing is written.
+    public func setWorkerState(_ workerID: String, to state: WorkerState, reason: String?) throws -> Ownership {
         try write {
             let stamp = now.iso8601
             let stoppedAt: SQLValue = (state == .stopped || state == .dead) ? .text(stamp) : .null
-            try connection.run("""
+            return try connection.run("""
                 UPDATE workers SET state = ?, stopped_at = ?, reason = coalesce(?, reason), heartbeat_at = ?
                 WHERE id = ? AND state IN ('running', 'stopping')
-                """, [.text(state.rawValue), stoppedAt, .optionalText(reason), .text(stamp), .text(workerID)])
+                """, [.text(state.rawValue), stoppedAt, .optionalText(reason), .text(stamp), .text(workerID)]) == 1 ? .owned : .lost
         }
     }
 
@@ -56,10 +59,15 @@ extension SQLiteStore {
                 ORDER BY w.state IN ('running', 'stopping') DESC, w.started_at DESC LIMIT ?
                 """, [.int(limit)]) { row in
                 var worker = Self.worker(row)
-                worker.runningTasks = row.int(10)
+                worker.runningTasks = row.int(11)
                 return worker
             }
         }
+    }
+
+    /// One worker's row, live or gone.
+    public func worker(id: String) throws -> WorkerRecord? {
+        try read { try connection.queryFirst("SELECT \(Self.workerColumns) FROM workers WHERE id = ?", [.text(id)], Self.worker) }
     }
 
     /// Declares dead every live worker whose heartbeat is older than the lease timeout (except `workerID`).

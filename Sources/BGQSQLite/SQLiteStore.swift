@@ -10,9 +10,13 @@ public final class SQLiteStore {
     public let clock: Clock
     public var path: String { connection.path }
 
+    /// Checkpoint timing and the file's identity, for `performMaintenance`.
+    var maintenance = SQLiteMaintenanceState()
+
     public init(connection: Connection, clock: Clock = SystemClock()) {
         self.connection = connection
         self.clock = clock
+        maintenance.fileIdentity = Self.fileIdentity(connection.path)
     }
 
     /// Opens (creating and migrating if needed) the database at `path`.
@@ -66,8 +70,14 @@ public final class SQLiteStore {
         return .database(DatabaseError(.corrupt, Database.corruptionText(path: path, marker: corruptionMarker, found: found)))
     }
 
-    /// The directory where exec sessions keep their logs: beside the database, private to the owner.
-    public var runsDirectory: String { path + ".runs" }
+    /// A stored value of one of bgq's enums, or an error naming the column: the schema's CHECK
+    /// constraints keep anything else out, so only a hand-edited or damaged file gets here.
+    func stored<Value: RawRepresentable>(_ type: Value.Type, _ text: String, in column: String) throws -> Value where Value.RawValue == String {
+        guard let value = Value(rawValue: text) else {
+            throw BGQError.database(.corrupt, "\(path): \(column) holds '\(text.prefix(40))', which this bgq does not know; restore a backup or fix the row with the sqlite3 shell")
+        }
+        return value
+    }
 
     var now: Instant { clock.now() }
 }
@@ -323,10 +333,12 @@ extension SQLiteStore {
                     guard changed == 1 else { throw BGQError.failure("task \(id) changed state while being cancelled; try again") }
                     return .cancelled(try taskOrThrow(id: id))
                 case .running:
-                    try connection.run("""
+                    let changed = try connection.run("""
                         UPDATE tasks SET cancel_requested_at = coalesce(cancel_requested_at, ?) WHERE id = ? AND status = 'running'
                         """, [.text(stamp), .text(id)])
-                    return .requested(try taskOrThrow(id: id))
+                    // Ended between the read and the write (an engine that does not serialize writers).
+                    let now = try taskOrThrow(id: id)
+                    return changed == 1 ? .requested(now) : .alreadyFinished(now)
                 case .completed, .error, .cancelled:
                     return .alreadyFinished(task)
                 }

@@ -9,10 +9,14 @@ import Foundation
 /// runs it too.
 public struct RunFolderCleaner {
     let store: any QueueStore
+    let runsDirectory: String
     /// Most folders removed per pass, so one pass never holds up a worker's loop for long.
     var batchSize = 500
 
-    public init(store: any QueueStore) { self.store = store }
+    public init(store: any QueueStore, runsDirectory: String) {
+        self.store = store
+        self.runsDirectory = runsDirectory
+    }
 
     /// Removes the folders of tasks that finished before `now - retentionMs`; returns how many tasks' folders went.
     @discardableResult
@@ -21,8 +25,8 @@ public struct RunFolderCleaner {
         var cleaned = 0
         for _ in 0..<passes {
             let tasks = try store.tasksWithRunFolders(finishedBefore: cutoff, limit: batchSize)
-            for task in tasks { RunFolders.remove(runsDirectory: store.runsDirectory, taskID: task.id, attempts: task.attempt) }
-            try store.forgetRunFolders(taskIDs: tasks.map(\.id))
+            for task in tasks { RunFolders.remove(runsDirectory: runsDirectory, taskID: task.taskID, attempts: task.attempt) }
+            try store.forgetRunFolders(taskIDs: tasks.map(\.taskID))
             cleaned += tasks.count
             if tasks.count < batchSize { break }
         }

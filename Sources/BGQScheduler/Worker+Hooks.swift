@@ -13,8 +13,8 @@ extension Worker {
         guard room > 0 else { return }
         for hook in try store.claimHooks(workerID: workerID, limit: room) {
             do {
-                let directory = store.runsDirectory + "/hooks"
-                try PrivateFiles.makeDirectory(store.runsDirectory)
+                let directory = runsDirectory + "/hooks"
+                try PrivateFiles.makeDirectory(runsDirectory)
                 try PrivateFiles.makeDirectory(directory)
                 let input = "\(directory)/\(hook.id).json"
                 try PrivateFiles.createFile(input)
@@ -26,18 +26,18 @@ extension Worker {
                 environment["BGQ_TASK_STATUS"] = task.status.rawValue
                 let pid = try ProcessSupport.spawn(arguments: ["/bin/sh", "-c", hook.command], environment: environment, stdinPath: input,
                                                    stdoutPath: "\(directory)/\(hook.id).out", stderrPath: "\(directory)/\(hook.id).err")
-                try store.recordHookStarted(id: hook.id, pid: pid)
+                _ = try store.recordHookStarted(hook, pid: pid, workerID: workerID)
                 runningHooks[pid] = (hook, monotonic + Self.hookTimeoutMs)
                 log.event("hook", task: hook.taskID, "completion hook started (pid \(pid)): \(Render.truncate(hook.command, 80))")
             } catch {
-                try store.finishHook(id: hook.id, exitCode: nil, error: "could not start the hook: \(error)")
+                _ = try store.finishHook(hook, end: HookEnd(exitCode: nil, error: "could not start the hook: \(error)"), workerID: workerID)
                 log.event("hook", task: hook.taskID, "completion hook could not start: \(error)")
             }
         }
     }
 
     func finishHook(_ hook: HookRun, exit: ChildExit) {
-        let directory = store.runsDirectory + "/hooks"
+        let directory = runsDirectory + "/hooks"
         let code: Int32?
         var error: String?
         switch exit {
@@ -50,7 +50,7 @@ extension Worker {
             error = [error, code.map { "exit code \($0)" }, last.isEmpty ? nil : last].compactMap { $0 }.joined(separator: ": ")
         }
         do {
-            try store.finishHook(id: hook.id, exitCode: code, error: error)
+            _ = try store.finishHook(hook, end: HookEnd(exitCode: code, error: error), workerID: workerID)
             // Its outcome (exit code, last stderr lines) is in the database now: the files would only pile up.
             for suffix in ["json", "out", "err"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(hook.id).\(suffix)") }
             log.event("hook", task: hook.taskID, code == 0 ? "completion hook done" : "completion hook failed (not retried): \(error ?? "")")

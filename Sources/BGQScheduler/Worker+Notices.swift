@@ -15,7 +15,10 @@ extension Worker {
         let notices = try store.claimParentNotices(workerID: workerID, limit: 8)
         for notice in notices {
             let outcome = send(notice)
-            try store.finishParentNotice(id: notice.id, workerID: workerID, outcome: outcome)
+            guard try store.finishParentNotice(notice, workerID: workerID, outcome: outcome) == .owned else {
+                log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) was taken over by another worker meanwhile")
+                continue
+            }
             switch outcome {
             case .sent: log.event("notice", task: notice.taskID, "\(notice.kind == .task ? "task" : "batch") notice sent to parent session \(notice.parentID)")
             case .retryLater(let error): log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) not sent yet: \(error)")

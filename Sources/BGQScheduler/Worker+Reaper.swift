@@ -39,7 +39,9 @@ extension Worker {
         var task = task
         // The worker may have died after claiming: if it had already started the session (but not
         // recorded it), record the session now and adopt it; only a task whose session never started runs again.
-        switch backend.unrecordedStart(task, runsDirectory: store.runsDirectory, host: host) {
+        // Where the dead worker kept its files (it may have had its own --runs-dir).
+        let ownerRuns = try store.worker(id: owner)?.runsDirectory ?? runsDirectory
+        switch backend.unrecordedStart(task, runsDirectory: ownerRuns, host: host) {
         case .recorded:
             break
         case .found(let run):

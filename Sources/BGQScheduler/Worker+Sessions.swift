@@ -26,7 +26,7 @@ extension Worker {
         let claimed: [TaskRecord]
         do {
             claimed = try store.claimTasks(workerID: workerID, capacity: capacity)
-        } catch is WorkerLost {
+        } catch BGQError.lostOwnership {
             try loseOwnership()
             return
         }
@@ -41,19 +41,20 @@ extension Worker {
         if claimed.contains(where: { registry.agent(named: $0.agent) == nil }) {
             registry = AgentRegistry(userAgents: try store.userAgents())
         }
-        var started: [(task: TaskRecord, start: SessionStart)] = []
-        var failed: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)] = []
+        var started: [SessionStartRecord] = []
+        var failed: [TaskFinish] = []
         for task in claimed {
             log.event("running", task: task.id, "pending → running (\(task.statusReason ?? "claimed"), agent \(task.agent))")
             do {
-                started.append((task, try startSession(task)))
+                started.append(SessionStartRecord(task: task, start: try startSession(task)))
             } catch {
-                failed.append((task, outcomeForFailure(task, error: "cannot start session: \(error)"), nil))
+                failed.append(TaskFinish(task: task, outcome: outcomeForFailure(task, error: "cannot start session: \(error)")))
             }
         }
         let ownership = try store.recordSessionStarts(started, workerID: workerID)
         let now = monotonic
-        for ((task, start), owned) in zip(started, ownership) {
+        for (record, owned) in zip(started, ownership) {
+            let (task, start) = (record.task, record.start)
             guard owned == .owned, let preset = preset(forAgent: task.agent) else { continue }
             var running = task
             running.sessionID = start.sessionID
@@ -81,7 +82,7 @@ extension Worker {
             resumeID = external
         }
         let request = StartRequest(task: task, agent: agent, preset: preset, model: model, sessionID: sessionID,
-                                   resumeExternalID: resumeID, runsDirectory: store.runsDirectory, host: host)
+                                   resumeExternalID: resumeID, runsDirectory: runsDirectory, host: host)
         return try backend(for: preset).start(request)
     }
 
@@ -93,8 +94,8 @@ extension Worker {
         let now = monotonic
         let due = sessions.values.filter { $0.nextPollMonotonic <= now }
         guard !due.isEmpty else { return }
-        var progress: [(task: TaskRecord, update: ProgressUpdate)] = []
-        var finishes: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)] = []
+        var progress: [ProgressRecord] = []
+        var finishes: [TaskFinish] = []
         var toAbort: Set<String> = []
         // One status request per server for all of its sessions (OpenCode's GET /session/status).
         var byBackend: [ObjectIdentifier: (backend: SessionBackend, sessions: [ActiveSession])] = [:]
@@ -123,21 +124,22 @@ extension Worker {
             switch verdict {
             case .keepRunning, .recheckStatus:
                 session.nextPollMonotonic = now + pollIntervalMs
-                if let update { progress.append((session.task, update)) }
+                if let update { progress.append(ProgressRecord(task: session.task, update: update)) }
             case .complete(let text):
-                finishes.append((session.task, .completed(result: text), update))
+                finishes.append(TaskFinish(task: session.task, outcome: .completed(result: text), finalProgress: update))
             case .fail(let error, let abort):
                 if abort { toAbort.insert(session.task.id) }
                 let detail = abort ? nil : backend.failureDetail(session)
                 let message = detail.map { error.contains($0) ? error : "\(error); last stderr lines:\n\($0)" } ?? error
-                finishes.append((session.task, abort ? .failed(error: message) : outcomeForFailure(session.task, error: message), update))
+                finishes.append(TaskFinish(task: session.task, outcome: abort ? .failed(error: message) : outcomeForFailure(session.task, error: message),
+                                           finalProgress: update))
             case .cancel(let reason):
                 toAbort.insert(session.task.id)
-                finishes.append((session.task, .cancelled(reason: reason), update))
+                finishes.append(TaskFinish(task: session.task, outcome: .cancelled(reason: reason), finalProgress: update))
             }
         }
         let owned = try store.recordProgress(progress, workerID: workerID)
-        for ((task, _), ownership) in zip(progress, owned) where ownership == .lost { dropLost(task) }
+        for (item, ownership) in zip(progress, owned) where ownership == .lost { dropLost(item.task) }
         try writeFinishes(finishes, abortingIDs: toAbort)
     }
 
@@ -187,9 +189,9 @@ extension Worker {
 
     /// Writes the transitions; sessions in `abortingIDs` are aborted only when this worker really owned
     /// them (a worker resumed after a pause must never stop a session another worker adopted).
-    func writeFinishes(_ finishes: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)], abortingIDs: Set<String> = []) throws {
+    func writeFinishes(_ finishes: [TaskFinish], abortingIDs: Set<String> = []) throws {
         guard !finishes.isEmpty else { return }
-        let owned = try store.finishAll(finishes, workerID: workerID)
+        let owned = try store.finish(finishes, workerID: workerID)
         for (item, ownership) in zip(finishes, owned) {
             sessions[item.task.id] = nil
             guard ownership == .owned else {
@@ -231,8 +233,8 @@ extension Worker {
     func applyCancelRequests() throws {
         guard !sessions.isEmpty else { return }
         let requested = try store.cancelRequests(workerID: workerID)
-        let items: [(task: TaskRecord, outcome: TaskOutcome, update: ProgressUpdate?)] = requested.compactMap { id in
-            sessions[id].map { ($0.task, .cancelled(reason: "cancelled by user"), nil) }
+        let items = requested.compactMap { id in
+            sessions[id].map { TaskFinish(task: $0.task, outcome: .cancelled(reason: "cancelled by user")) }
         }
         try writeFinishes(items, abortingIDs: Set(items.map(\.task.id)))
     }

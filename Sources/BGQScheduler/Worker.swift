@@ -19,6 +19,9 @@ public struct WorkerOptions: Sendable {
     /// Reap any exited child (one waitpid(-1) covers every session). A worker embedded in another
     /// process (the tests) sets it false and waits only for its own agents and hooks.
     public var ownsAllChildren = true
+    /// Where exec sessions and hooks keep their files on this host; nil: the store location's default
+    /// (`<file>.runs` beside a SQLite file).
+    public var runsDirectory: String?
     public init(name: String) { self.name = name }
 }
 
@@ -44,15 +47,14 @@ public final class Worker {
     var registry = AgentRegistry(userAgents: [])
     var sessions: [String: ActiveSession] = [:]
     var aborts: [PendingAbort] = []
-    var lastDataVersion: Int64 = -1
+    /// Tells the loop when anything was committed (made at `register`).
+    var feed: ChangeFeed?
     var wantClaim = true
     var stopping = false
     var handledSignals = 0
-    var databaseIdentity: (UInt64, UInt64)?
     /// When the last heartbeat was written (monotonic): a worker whose heartbeat is old may have been
     /// declared dead, so it checks before starting anything.
     var lastHeartbeatMonotonic: Int64 = 0
-    var lastCheckpointMonotonic: Int64 = 0
     /// Orphaned attempts whose agent was not found yet though their files exist: first miss (monotonic).
     var unfoundStarts: [String: Int64] = [:]
     /// Completion hooks this worker runs, by pid.
@@ -72,7 +74,11 @@ public final class Worker {
         self.clock = clock
         self.log = WorkerLog(format: options.logFormat, clock: clock)
         self.backends = backends
+        self.runsDirectory = options.runsDirectory ?? store.location.defaultRunsDirectory()
     }
+
+    /// Where this worker's exec sessions and hooks keep their files.
+    let runsDirectory: String
 
     var pollIntervalMs: Int64 { options.pollIntervalMs ?? settings.pollIntervalMs }
     var rules: CompletionRules { CompletionRules(settings: settings) }
@@ -84,10 +90,12 @@ public final class Worker {
     public func register() throws {
         settings = try store.settings()
         registry = AgentRegistry(userAgents: try store.userAgents())
-        workerID = try store.registerWorker(name: options.name, host: host, pid: getpid(), maxSessions: options.maxSessions)
+        workerID = try store.registerWorker(WorkerRegistration(name: options.name, host: host, pid: getpid(),
+                                                               maxSessions: options.maxSessions, runsDirectory: runsDirectory))
+        feed = try store.changeFeed()
         lastHeartbeatMonotonic = monotonic
         log.workerID = workerID
-        log.event("started", "worker started (name \(options.name), pid \(getpid()), host \(host), max sessions \(options.maxSessions), poll \(pollIntervalMs) ms, db \(store.path))")
+        log.event("started", "worker started (name \(options.name), pid \(getpid()), host \(host), max sessions \(options.maxSessions), poll \(pollIntervalMs) ms, db \(store.location))")
     }
 
     /// Runs until stopped by a signal (or, with `exitWhenIdle`, until there is nothing left to do).
@@ -102,7 +110,6 @@ public final class Worker {
         // Pooled connections closed and the event loop stopped, if an HTTP backend made them.
         defer { backends.shutdown() }
         try register()
-        databaseIdentity = Self.fileIdentity(store.path)
         reapDeadWorkers()
         var timers = Timers(now: monotonic, settings: settings, reapIntervalMs: reapIntervalMs)
         var failures = 0
@@ -120,6 +127,9 @@ public final class Worker {
                     log.event("waiting", "\(problem.message); trying again in \(delay) ms (sessions keep running)")
                 }
                 usleep(useconds_t(delay * 1000))
+            } catch BGQError.database(let problem) where problem.kind == .replaced {
+                log.event("stopped", "\(problem.message); stopping")
+                throw BGQError.database(problem)
             }
         }
     }
@@ -144,9 +154,7 @@ public final class Worker {
             timers.nextHeartbeat = now + settings.heartbeatIntervalMs
             try heartbeat()
         }
-        let version = try store.changeCounter()
-        let changed = version != lastDataVersion
-        lastDataVersion = version
+        let changed = try feed?.poll() ?? true
         if changed { try applyCancelRequests() }
         if changed || now >= timers.nextMaintenance {
             try startPendingHooks()
@@ -154,7 +162,6 @@ public final class Worker {
         }
         if now >= timers.nextMaintenance {
             timers.nextMaintenance = now + pollIntervalMs
-            try checkDatabaseIsStillThere()
             try maintenance()
             wantClaim = true
         }
@@ -175,29 +182,12 @@ public final class Worker {
         }
         if options.exitWhenIdle, sessions.isEmpty, aborts.isEmpty, runningHooks.isEmpty, !wantClaim,
            try store.activeTaskIDs(parentID: nil).isEmpty {
-            try store.setWorkerState(workerID, .stopped, reason: "nothing left to do")
+            _ = try store.setWorkerState(workerID, to: .stopped, reason: "nothing left to do")
             log.event("stopped", "nothing left to do; worker stopped")
             return true
         }
         if !wantClaim { sleepUntilNextWake() }
         return false
-    }
-
-    /// The (device, inode) of a file, to notice it being deleted or replaced.
-    static func fileIdentity(_ path: String) -> (UInt64, UInt64)? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return (UInt64(info.st_dev), UInt64(info.st_ino))
-    }
-
-    func checkDatabaseIsStillThere() throws {
-        guard let expected = databaseIdentity else { return }
-        let current = Self.fileIdentity(store.path)
-        guard let current, current == expected else {
-            let what = current == nil ? "deleted" : "replaced by another file"
-            log.event("stopped", "the database file \(store.path) was \(what) while this worker ran; stopping")
-            throw BGQError.database(.replaced, "the database file \(store.path) was \(what) while this worker ran: the worker stopped (its agent processes keep running). Start workers on the database you mean to use")
-        }
     }
 
     var reapIntervalMs: Int64 { max(500, min(settings.leaseTimeoutMs / 3, 10_000)) }
@@ -222,12 +212,8 @@ public final class Worker {
         }
         registry = AgentRegistry(userAgents: try store.userAgents())
         for session in sessions.values { session.agent = registry.agent(named: session.task.agent) ?? session.agent }
-        let now = monotonic
-        if now - lastCheckpointMonotonic >= 30_000 {
-            lastCheckpointMonotonic = now
-            try store.checkpoint()
-        }
-        try RunFolderCleaner(store: store).removeExpired(now: clock.now(), retentionMs: settings.runRetentionMs)
+        try store.performMaintenance()
+        try RunFolderCleaner(store: store, runsDirectory: runsDirectory).removeExpired(now: clock.now(), retentionMs: settings.runRetentionMs)
         for id in try store.expireQueuedTasks(ttlMs: settings.taskTTLMs) {
             log.event("error", task: id, "pending → error: Task timed out while queued (\(spelledDuration(milliseconds: settings.taskTTLMs)))")
         }
@@ -239,7 +225,7 @@ public final class Worker {
         let received = StopSignals.received
         guard received > handledSignals else {
             if stopping && options.drain && sessions.isEmpty {
-                try store.setWorkerState(workerID, .stopped, reason: "drained")
+                _ = try store.setWorkerState(workerID, to: .stopped, reason: "drained")
                 log.event("stopped", "drained; worker stopped")
                 return true
             }
@@ -249,19 +235,21 @@ public final class Worker {
         let name = StopSignals.name(StopSignals.last)
         if !stopping && options.drain {
             stopping = true
-            try store.setWorkerState(workerID, .stopping, reason: "\(name): draining")
+            _ = try store.setWorkerState(workerID, to: .stopping, reason: "\(name): draining")
             log.event("stopping", "\(name): no more claims; waiting for \(sessions.count) session(s) to finish (send SIGINT again to abort them and requeue)")
             return false
         }
         if stopping && options.drain {
-            let items = sessions.values.map { ($0.task, TaskOutcome.requeued(reason: "worker interrupted (second \(name)); session aborted, task requeued", delayMs: 0), Optional<ProgressUpdate>.none) }
-            try writeFinishes(items, abortingIDs: Set(items.map(\.0.id)))
-            try store.setWorkerState(workerID, .stopped, reason: "\(name) twice: sessions aborted and requeued")
+            let items = sessions.values.map {
+                TaskFinish(task: $0.task, outcome: .requeued(reason: "worker interrupted (second \(name)); session aborted, task requeued", delayMs: 0))
+            }
+            try writeFinishes(items, abortingIDs: Set(items.map(\.task.id)))
+            _ = try store.setWorkerState(workerID, to: .stopped, reason: "\(name) twice: sessions aborted and requeued")
             escalateAbortsUntilDone()
             return true
         }
         // Hand over: the sessions keep running and the next worker adopts them without running them again.
-        try store.setWorkerState(workerID, .stopped, reason: "\(name): \(sessions.count) session(s) handed over for adoption")
+        _ = try store.setWorkerState(workerID, to: .stopped, reason: "\(name): \(sessions.count) session(s) handed over for adoption")
         log.event("stopped", "\(name): worker stopped; \(sessions.count) running session(s) handed over for adoption")
         escalateAbortsUntilDone()
         return true

@@ -108,7 +108,7 @@ func expectCleanErrorOutput(_ result: CommandResult, sourceLocation: SourceLocat
         let db = TempDatabase()
         let id = try Self.enqueue(db, "finish me")
         let store = try db.store()
-        let worker = try store.registerWorker(name: "w", host: "h", pid: 1, maxSessions: 1)
+        let worker = try store.registerWorker(WorkerRegistration(name: "w", host: "h", pid: 1, maxSessions: 1))
         let running = try #require(try store.claimTasks(workerID: worker, capacity: 1).first)
         #expect(running.id == id)
         #expect(try store.finish(running, workerID: worker, outcome: .completed(result: "done")) == .owned)

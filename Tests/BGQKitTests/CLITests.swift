@@ -171,7 +171,7 @@ import Testing
 
         // A finished task: its times are ISO 8601 too, and its result is there.
         let store = try db.store()
-        let worker = try store.registerWorker(name: "w", host: "h", pid: 1, maxSessions: 1)
+        let worker = try store.registerWorker(WorkerRegistration(name: "w", host: "h", pid: 1, maxSessions: 1))
         let running = try #require(try store.claimTasks(workerID: worker, capacity: 1).first)
         #expect(try store.finish(running, workerID: worker, outcome: .completed(result: "it is done")) == .owned)
         let done = try Self.showJSON(db, id)

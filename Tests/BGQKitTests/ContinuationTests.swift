@@ -74,7 +74,7 @@ import Testing
     /// A finished claude task on sonnet, with its session recorded.
     static func sessionOnSonnet(_ store: SQLiteStore) throws -> String {
         let stored = try store.enqueue([NewTask(description: "first", prompt: "first", agent: "claude", model: sonnet)])[0]
-        let worker = try store.registerWorker(name: "w", host: "h", pid: 1, maxSessions: 1)
+        let worker = try store.registerWorker(WorkerRegistration(name: "w", host: "h", pid: 1, maxSessions: 1))
         let claimed = try #require(try store.claimTasks(workerID: worker, capacity: 1).first)
         let sessionID = Identifier.newSessionID()
         var run = TaskRecord.RunHandle()

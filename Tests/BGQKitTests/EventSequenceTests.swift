@@ -40,7 +40,7 @@ import Testing
         }
         var first: [TaskRecord] = []
         try expectNewEventsAbove { first = try store.enqueue([Self.task("a"), Self.task("b"), Self.task("c")]) }
-        let worker = try store.registerWorker(name: "w", host: "test", pid: 1, maxSessions: 1)
+        let worker = try store.registerWorker(WorkerRegistration(name: "w", host: "test", pid: 1, maxSessions: 1))
         var claimed: [TaskRecord] = []
         try expectNewEventsAbove { claimed = try store.claimTasks(workerID: worker, capacity: 1) }
         try expectNewEventsAbove { _ = try store.enqueue([Self.task("d")]) }
@@ -74,7 +74,7 @@ import Testing
         let store = try db.store()
         let cursor = try store.latestEventID()
         _ = try store.enqueue([Self.task("a", parent: "p1"), Self.task("b"), Self.task("c", parent: "p1")])
-        let worker = try store.registerWorker(name: "w", host: "test", pid: 1, maxSessions: 10)
+        let worker = try store.registerWorker(WorkerRegistration(name: "w", host: "test", pid: 1, maxSessions: 10))
         _ = try store.claimTasks(workerID: worker, capacity: 10)
         _ = try store.enqueue([Self.task("d", parent: "p1"), Self.task("e")])
         for parent in [nil, "p1"] as [String?] {

@@ -62,7 +62,7 @@ import Testing
     @Test func pruneDeletesOnlyOldFinishedTasksWithTheirSessionsAndLogs() throws {
         let db = try Self.finishedDatabase()
         let store = try db.store()
-        let runDirectories = try FileManager.default.contentsOfDirectory(atPath: store.runsDirectory)
+        let runDirectories = try FileManager.default.contentsOfDirectory(atPath: store.location.defaultRunsDirectory())
         #expect(runDirectories.count == 4)
         try BGQBinary.run(["enqueue", "--agent", "noop", "still pending"], db: db)
         // Nothing is old enough yet.
@@ -76,7 +76,7 @@ import Testing
         #expect(pruned.stdout.contains("Deleted 3 task(s), 3 session(s) and 3 log folder(s)"))
         let left = try store.listTasks(TaskFilter()).map(\.status).sorted { $0.rawValue < $1.rawValue }
         #expect(left == [.cancelled, .error, .pending])
-        #expect(try FileManager.default.contentsOfDirectory(atPath: store.runsDirectory).count == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store.location.defaultRunsDirectory()).count == 1)
         let orphanEvents = try store.connection.queryFirst("SELECT count(*) FROM task_events WHERE task_id NOT IN (SELECT id FROM tasks)") { $0.int(0) }
         #expect(orphanEvents == 0)
         let orphanMessages = try store.connection.queryFirst("SELECT count(*) FROM session_messages WHERE session_id NOT IN (SELECT id FROM sessions)") { $0.int(0) }

@@ -58,7 +58,7 @@ import Testing
         let store = try db.store()
         for task in try store.listTasks(TaskFilter()) {
             let hooks = try store.hooks(taskID: task.id)
-            #expect(hooks.count == 1 && hooks[0].status == "failed" && hooks[0].exitCode == 3)
+            #expect(hooks.count == 1 && hooks[0].status == .failed && hooks[0].exitCode == 3)
         }
         // Another worker later does not run the failed hooks again.
         try BGQBinary.run(["enqueue", "--agent", "noop", "third"], db: db)
@@ -72,14 +72,14 @@ import Testing
         let count = db.directory + "/count"
         let store = try db.store()
         _ = try store.enqueue([NewTask(description: "d", prompt: "p", agent: "noop", onComplete: "echo ran >> \(count)")])
-        let worker = try store.registerWorker(name: "dies", host: "h", pid: 1, maxSessions: 1)
+        let worker = try store.registerWorker(WorkerRegistration(name: "dies", host: "h", pid: 1, maxSessions: 1))
         let task = try #require(try store.claimTasks(workerID: worker, capacity: 1).first)
         #expect(try store.finish(task, workerID: worker, outcome: .completed(result: "ok")) == .owned)
-        try store.setWorkerState(worker, .dead, reason: "died right after the transition")
-        #expect(try store.hooks(taskID: task.id).map(\.status) == ["pending"])
+        _ = try store.setWorkerState(worker, to: .dead, reason: "died right after the transition")
+        #expect(try store.hooks(taskID: task.id).map(\.status) == [.pending])
         try BGQBinary.run(["worker", "--exit-when-idle", "--poll-interval", "100ms"], db: db, timeout: 60)
         #expect(Self.lines(count) == 1)
-        #expect(try store.hooks(taskID: task.id).map(\.status) == ["done"])
+        #expect(try store.hooks(taskID: task.id).map(\.status) == [.done])
     }
 
     /// A hook cut off by its worker's death is recorded as failed, and never run a second time.
@@ -97,7 +97,7 @@ import Testing
         if let pid = try store.connection.queryFirst("SELECT pid FROM hook_outbox", [], { $0.optionalInt(0) }) ?? nil { kill(-Int32(pid), SIGKILL) }
         let second = try BGQBinary.start(["worker", "--poll-interval", "100ms"], db: db)
         defer { kill(second.processIdentifier, SIGKILL); second.waitUntilExit() }
-        #expect(eventually(timeout: 20) { (try? store.hooks(taskID: task.id).first?.status) == "failed" })
+        #expect(eventually(timeout: 20) { (try? store.hooks(taskID: task.id).first?.status) == .failed })
         #expect(try store.hooks(taskID: task.id).first?.error?.contains("worker lost") == true)
         usleep(500_000)
         #expect(Self.lines(count) == 1, "the hook did not run a second time")

@@ -44,7 +44,7 @@ import Testing
         let db = TempDatabase()
         let store = try db.store()
         let pending = try #require(try store.enqueue([NewTask(description: "wait here", prompt: "p", agent: "noop")]).first)
-        let worker = try store.registerWorker(name: "w", host: "h", pid: 1, maxSessions: 5)
+        let worker = try store.registerWorker(WorkerRegistration(name: "w", host: "h", pid: 1, maxSessions: 5))
         let done = try #require(try store.claimTasks(workerID: worker, capacity: 1).first)
         #expect(try store.finish(done, workerID: worker, outcome: .completed(result: "the answer")) == .owned)
         _ = try store.enqueue([NewTask(description: "to cancel", prompt: "p", agent: "noop")])

@@ -300,14 +300,14 @@ import Testing
         try rig.waitFor(unsent, .completed)
         rig.sigkill(first)
         // Undo whatever w1 managed to send, then put the notices in the state a crash mid-send leaves.
-        let ghost = try rig.store.registerWorker(name: "ghost", host: "vm", pid: 1, maxSessions: 1)
+        let ghost = try rig.store.registerWorker(WorkerRegistration(name: "ghost", host: "vm", pid: 1, maxSessions: 1))
         try rig.store.connection.run("DELETE FROM parent_notices")
         try rig.store.connection.run("""
             INSERT INTO parent_notices (task_id, kind, parent_id, server, state, worker_id, attempts, created_at)
             SELECT id, 'task', parent_id, json_extract(run_handle, '$.parentServer'), 'sending', ?, 1, status_changed_at
             FROM tasks WHERE parent_id = ?
             """, [.text(ghost), .text(parent)])
-        try rig.store.setWorkerState(ghost, .dead, reason: "test")
+        _ = try rig.store.setWorkerState(ghost, to: .dead, reason: "test")
         // The ghost had sent the first notice before it died. (w1 may have delivered either notice before
         // its SIGKILL: what counts is what the parent session holds, so the ghost's is added only if absent.)
         if try Self.held(server, parent: parent, taskID: sent) == 0 {
@@ -316,8 +316,8 @@ import Testing
                 "noReply": true, "parts": [["type": "text", "text": .string(Notices.taskFinished(task, remaining: 1))]]])
         }
         try rig.startWorker("w2")
-        #expect(try eventually { try rig.store.parentNotices(taskID: unsent).first?.state == "sent" })
-        #expect(try eventually { try rig.store.parentNotices(taskID: sent).first?.state == "sent" })
+        #expect(try eventually { try rig.store.parentNotices(taskID: unsent).first?.state == .sent })
+        #expect(try eventually { try rig.store.parentNotices(taskID: sent).first?.state == .sent })
         #expect(try Self.held(server, parent: parent, taskID: sent) == 1)
         #expect(try Self.held(server, parent: parent, taskID: unsent) == 1)
     }

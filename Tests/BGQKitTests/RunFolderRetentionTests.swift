@@ -11,7 +11,7 @@ import Testing
 /// `bgq show` still shows everything from the database.
 @Suite(.serialized) struct RunFolderRetentionTests {
     static func taskFolders(_ store: SQLiteStore) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: store.runsDirectory)) ?? []).filter { $0.hasPrefix("bg_") }
+        ((try? FileManager.default.contentsOfDirectory(atPath: store.location.defaultRunsDirectory())) ?? []).filter { $0.hasPrefix("bg_") }
     }
 
     @Test func aRunningWorkerRemovesFinishedTasksRunFoldersAndShowStillWorks() throws {
@@ -26,7 +26,7 @@ import Testing
         #expect(try eventually { try Self.taskFolders(store).isEmpty && (store.listTasks(TaskFilter()).allSatisfy { $0.run.directory == nil }) },
                 "run folders left: \(Self.taskFolders(store))")
         #expect(eventually {
-            ((try? FileManager.default.contentsOfDirectory(atPath: store.runsDirectory + "/hooks")) ?? []).isEmpty
+            ((try? FileManager.default.contentsOfDirectory(atPath: store.location.defaultRunsDirectory() + "/hooks")) ?? []).isEmpty
         }, "hook files are removed once the hook's outcome is recorded")
         for task in try store.listTasks(TaskFilter()) {
             let shown = try BGQBinary.run(["show", task.id], db: db).stdout
@@ -40,7 +40,7 @@ import Testing
         try BGQBinary.run(["worker", "--exit-when-idle", "--poll-interval", "100ms"], db: db, timeout: 60)
         let store = try db.store()
         #expect(Self.taskFolders(store).count == 2, "the default retention (1 hour) keeps fresh folders")
-        let cleaner = RunFolderCleaner(store: store)
+        let cleaner = RunFolderCleaner(store: store, runsDirectory: store.location.defaultRunsDirectory())
         let finished = try #require(try store.listTasks(TaskFilter()).compactMap(\.finishedAt).max())
         #expect(try cleaner.removeExpired(now: finished + 59 * 60_000, retentionMs: 3_600_000) == 0)
         #expect(Self.taskFolders(store).count == 2)

@@ -18,8 +18,10 @@ import Testing
 
     /// The values of the first `CHECK (<column> = 'a' OR <column> = 'b' ...)` for `column` in `sql`
     /// (the schema spells value lists with OR, not IN: see the note in Migrations/0001_initial.sql).
-    private static func checkList(in sql: String, column: String) throws -> [String] {
-        let pattern = "CHECK\\s*\\(\\s*((?:\(column)\\s*=\\s*'[^']*'\\s*(?:OR\\s+)?)+)\\)"
+    private static func checkList(in sql: String, column: String, allowIn: Bool = false) throws -> [String] {
+        let orList = "(?:\(column)\\s*=\\s*'[^']*'\\s*(?:OR\\s+)?)+"
+        let inList = "\(column)\\s+IN\\s*\\((?:\\s*'[^']*'\\s*,?)+\\)"
+        let pattern = "CHECK\\s*\\(\\s*(" + (allowIn ? "\(orList)|\(inList)" : orList) + ")\\s*\\)"
         let regex = try NSRegularExpression(pattern: pattern, options: [.caseInsensitive])
         let range = NSRange(sql.startIndex..., in: sql)
         let match = try #require(regex.firstMatch(in: sql, range: range), "no CHECK (\(column) = '…' OR …) in \(sql)")
@@ -41,7 +43,7 @@ import Testing
         let store = try db.store()
         try store.setLimit(.model, name: "acme/m1", value: limit)
         let enqueued = try store.enqueue((0..<tasks).map { NewTask(description: "t\($0)", prompt: "p\($0)", agent: "noop", model: "acme/m1") })
-        let worker = try store.registerWorker(name: "w", host: "test", pid: 1, maxSessions: 10)
+        let worker = try store.registerWorker(WorkerRegistration(name: "w", host: "test", pid: 1, maxSessions: 10))
         let claimed = try store.claimTasks(workerID: worker, capacity: 10)
         let running = try #require(claimed.first)
         return (store, worker, running, enqueued.filter { $0.id != running.id })
@@ -65,6 +67,28 @@ import Testing
         let to = try Self.checkList(in: sql, column: "to_status")
         #expect(Set(to) == Set(TaskStatus.allCases.map(\.rawValue)))
         #expect(sql.contains("from_status = 'pending'"))
+    }
+
+    /// Every enum bgq stores (the contract's typed states) against its column's CHECK list in the
+    /// schema, so an engine's schema and the Swift types cannot drift apart.
+    @Test(arguments: [
+        ("tasks", "status", TaskStatus.allCases.map(\.rawValue)),
+        ("task_events", "to_status", TaskStatus.allCases.map(\.rawValue)),
+        ("workers", "state", WorkerState.allCases.map(\.rawValue)),
+        ("hook_outbox", "status", HookStatus.allCases.map(\.rawValue)),
+        ("parent_notices", "state", NoticeState.allCases.map(\.rawValue)),
+        ("parent_notices", "kind", ParentNotice.Kind.allCases.map(\.rawValue)),
+        ("limits", "scope", LimitScope.allCases.map(\.rawValue)),
+        ("agents", "prompt_via", AgentDefinition.PromptVia.allCases.map(\.rawValue)),
+        ("session_messages", "role", SessionMessage.Role.allCases.map(\.rawValue)),
+        ("session_messages", "kind", SessionMessage.Kind.allCases.map(\.rawValue)),
+    ])
+    func everyStoredEnumMatchesItsCheckConstraint(table: String, column: String, cases: [String]) throws {
+        let db = TempDatabase()
+        let store = try db.store()
+        let sql = try Self.createSQL(store, table)
+        let listed = try Self.checkList(in: sql, column: column, allowIn: true)
+        #expect(listed.sorted() == cases.sorted(), "\(table).\(column) allows \(listed), the Swift type has \(cases)")
     }
 
     // MARK: - Opening

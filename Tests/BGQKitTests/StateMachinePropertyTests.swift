@@ -100,7 +100,7 @@ struct StateMachinePropertyTests {
                     NewTask(description: "t\(i)", prompt: "p", agent: "noop", model: "prov/m\(model)", priority: priority)
                 })
             case .registerWorker:
-                workers.append(try store.registerWorker(name: "w\(workers.count)", host: "h", pid: 1, maxSessions: 100))
+                workers.append(try store.registerWorker(WorkerRegistration(name: "w\(workers.count)", host: "h", pid: 1, maxSessions: 100)))
             case .claim(let w, let capacity):
                 guard !workers.isEmpty else { break }
                 let worker = workers[w % workers.count]
@@ -127,7 +127,7 @@ struct StateMachinePropertyTests {
                         let held = try store.connection.queryFirst("SELECT count(*) FROM slot_leases WHERE concurrency_key = ?", [.text(key.name)]) { $0.int(0) } ?? 0
                         if held > key.limit { return (step, "key \(key.name) holds \(held) slots after a claim under limit \(key.limit)") }
                     }
-                } catch is WorkerLost {
+                } catch BGQError.lostOwnership {
                     if !declaredDead { return (step, "a worker not declared dead was told it was lost") }
                 }
             case .poll(let r, let byOwner):
@@ -140,7 +140,7 @@ struct StateMachinePropertyTests {
                 let update = ProgressUpdate(progress: progress, logOffset: task.run.logOffset + 10, externalSessionID: nil, newMessages: [])
                 let writer = byOwner ? task.workerID! : "wrk_00000000"
                 let before = try store.task(id: task.id)
-                let ownership = try store.recordProgress([(task, update)], workerID: writer)[0]
+                let ownership = try store.recordProgress([ProgressRecord(task: task, update: update)], workerID: writer)[0]
                 if byOwner && ownership != .owned { return (step, "the owner of \(task.id) could not record its progress") }
                 if !byOwner {
                     if ownership != .lost { return (step, "another worker recorded progress on \(task.id)") }
@@ -304,7 +304,7 @@ struct StateMachinePropertyTests {
     @Test func theCheckerCatchesALeakedSlot() throws {
         let db = TempDatabase()
         let store = try db.store()
-        let worker = try store.registerWorker(name: "w", host: "h", pid: 1, maxSessions: 10)
+        let worker = try store.registerWorker(WorkerRegistration(name: "w", host: "h", pid: 1, maxSessions: 10))
         try store.setLimit(.model, name: "prov/m0", value: 2)
         _ = try store.enqueue([NewTask(description: "d", prompt: "p", agent: "noop", model: "prov/m0")])
         let task = try #require(try store.claimTasks(workerID: worker, capacity: 1).first)

@@ -13,7 +13,7 @@ import Testing
         let clock = ManualClock()
         let store = try TempDatabase().store(clock: clock)
         try store.setLimit(.default, name: "", value: 0)
-        let worker = try store.registerWorker(name: "w", host: "h", pid: 1, maxSessions: 100)
+        let worker = try store.registerWorker(WorkerRegistration(name: "w", host: "h", pid: 1, maxSessions: 100))
         let runTimes: [Int64] = [100, 200, 300, 400, 5000, 700, 800, 900, 1000, 1100]
         _ = try store.enqueue(runTimes.map { NewTask(description: "t\($0)", prompt: "p", agent: "noop") })
         _ = try store.enqueue([NewTask(description: "fails", prompt: "p", agent: "shell")])
@@ -43,7 +43,7 @@ import Testing
         let recent = try #require(try store.stats(since: clock.now() + -4000).durations.first { $0.agent == "noop" })
         #expect(recent.count == 3 && recent.p50Ms == 1100)
         // Pruned tasks leave the figures (the rollups are kept by the deletion too).
-        _ = try store.prune(olderThan: clock.now() + 1, statuses: [.completed], dryRun: false)
+        _ = try store.prune(PruneRequest(olderThan: clock.now() + 1, statuses: [.completed], dryRun: false))
         let after = try store.stats(since: nil)
         #expect((after.byStatus[.completed] ?? 0) == 0 && after.byStatus[.error] == 1)
         #expect(after.durations.isEmpty && after.keys.allSatisfy { $0.key != "model:noop" })

@@ -16,7 +16,7 @@ import Testing
     }
 
     private static func worker(_ store: SQLiteStore, _ name: String = "w") throws -> String {
-        try store.registerWorker(name: name, host: "test-host", pid: 4242, maxSessions: 100)
+        try store.registerWorker(WorkerRegistration(name: name, host: "test-host", pid: 4242, maxSessions: 100))
     }
 
     private static func count(_ store: SQLiteStore, _ sql: String, _ arguments: [SQLValue] = []) throws -> Int {

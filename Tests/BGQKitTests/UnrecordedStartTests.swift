@@ -18,16 +18,16 @@ import Testing
         let seconds = agentFinishesFirst ? "0" : "1"
         _ = try store.enqueue([NewTask(description: "once", prompt: "echo run >> \(marker); sleep \(seconds); echo done", agent: "shell")])
         // Worker A claims and starts the agent, then dies before writing the session start.
-        let deadWorker = try store.registerWorker(name: "a", host: ProcessSupport.hostName, pid: 1, maxSessions: 1)
+        let deadWorker = try store.registerWorker(WorkerRegistration(name: "a", host: ProcessSupport.hostName, pid: 1, maxSessions: 1))
         let claimed = try #require(try store.claimTasks(workerID: deadWorker, capacity: 1).first)
         let (agent, preset) = try AgentRegistry(userAgents: []).require("shell")
         let exec = ExecBackend()
         _ = try exec.start(StartRequest(task: claimed, agent: agent, preset: preset, model: nil, sessionID: Identifier.newSessionID(),
-                                        resumeExternalID: nil, runsDirectory: store.runsDirectory, host: ProcessSupport.hostName))
+                                        resumeExternalID: nil, runsDirectory: store.location.defaultRunsDirectory(), host: ProcessSupport.hostName))
         if agentFinishesFirst {
-            #expect(eventually { FileManager.default.fileExists(atPath: RunFolders.directory(runsDirectory: store.runsDirectory, task: claimed) + "/exit") })
+            #expect(eventually { FileManager.default.fileExists(atPath: RunFolders.directory(runsDirectory: store.location.defaultRunsDirectory(), task: claimed) + "/exit") })
         }
-        try store.setWorkerState(deadWorker, .stopped, reason: "killed in the test")
+        _ = try store.setWorkerState(deadWorker, to: .stopped, reason: "killed in the test")
 
         // Worker B reaps A and must adopt the agent that is already running (or done), not start it again.
         var options = WorkerOptions(name: "b")

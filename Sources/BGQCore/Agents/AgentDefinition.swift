@@ -5,7 +5,7 @@
 /// table (`bgq agents add`), so every worker and every command sees the same definitions.
 public struct AgentDefinition: Sendable, Equatable {
     /// How the prompt reaches an exec agent: one argv element, or its standard input.
-    public enum PromptVia: String, Sendable { case argv, stdin }
+    public enum PromptVia: String, Sendable, CaseIterable { case argv, stdin }
 
     public var name: String
     /// One of `AgentPreset.all`'s names.

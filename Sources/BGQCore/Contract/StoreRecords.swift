@@ -47,15 +47,6 @@ public struct ProgressUpdate: Sendable {
     }
 }
 
-/// The worker's row says it is no longer alive (another worker declared it dead): it owns nothing.
-public struct WorkerLost: Error, Equatable {
-    public let workerID: String
-
-    public init(workerID: String) {
-        self.workerID = workerID
-    }
-}
-
 /// What happened to one task that `bgq cancel` named.
 public enum CancelOutcome: Sendable, Equatable {
     /// A pending task, now cancelled.
@@ -101,9 +92,19 @@ public struct QueueStats: Sendable {
     public var byStatus: [TaskStatus: Int]
     public var keys: [KeyBusy]
     public var durations: [Durations]
-    public var errors: [(reason: String, count: Int)]
+    public var errors: [ErrorCount]
 
-    public init(windowStart: Instant? = nil, now: Instant, byStatus: [TaskStatus: Int], keys: [KeyBusy], durations: [Durations], errors: [(reason: String, count: Int)]) {
+    /// How many tasks ended in error with one reason.
+    public struct ErrorCount: Sendable, Equatable {
+        public var reason: String
+        public var count: Int
+        public init(reason: String, count: Int) {
+            self.reason = reason
+            self.count = count
+        }
+    }
+
+    public init(windowStart: Instant? = nil, now: Instant, byStatus: [TaskStatus: Int], keys: [KeyBusy], durations: [Durations], errors: [ErrorCount]) {
         self.windowStart = windowStart
         self.now = now
         self.byStatus = byStatus
@@ -117,12 +118,14 @@ public struct QueueStats: Sendable {
 public struct PruneResult: Sendable {
     public var tasks: Int
     public var sessions: Int
-    public var runDirectories: Int
+    /// The run folders of the pruned tasks: files are not the store's business, so the caller (which
+    /// knows where this host keeps them) removes them.
+    public var runFolders: [RunFolderRecord]
 
-    public init(tasks: Int, sessions: Int, runDirectories: Int) {
+    public init(tasks: Int, sessions: Int, runFolders: [RunFolderRecord]) {
         self.tasks = tasks
         self.sessions = sessions
-        self.runDirectories = runDirectories
+        self.runFolders = runFolders
     }
 }
 
@@ -145,7 +148,7 @@ public struct HookRun: Sendable, Equatable {
 
 /// A notice to send into a parent OpenCode session (table `parent_notices`).
 public struct ParentNotice: Sendable, Equatable {
-    public enum Kind: String, Sendable { case task, batch }
+    public enum Kind: String, Sendable, CaseIterable { case task, batch }
     public var id: Int64
     public var taskID: String
     public var kind: Kind
@@ -172,4 +175,168 @@ public enum ParentNoticeOutcome: Sendable {
     case sent
     case retryLater(String)
     case failed(String)
+}
+
+/// A session started for a claimed task (`ClaimStore.recordSessionStarts`).
+public struct SessionStartRecord: Sendable {
+    public var task: TaskRecord
+    public var start: SessionStart
+    public init(task: TaskRecord, start: SessionStart) {
+        self.task = task
+        self.start = start
+    }
+}
+
+/// What a poll learnt about a running task (`ClaimStore.recordProgress`).
+public struct ProgressRecord: Sendable {
+    public var task: TaskRecord
+    public var update: ProgressUpdate
+    public init(task: TaskRecord, update: ProgressUpdate) {
+        self.task = task
+        self.update = update
+    }
+}
+
+/// How one running task ends or goes back to wait (`ClaimStore.finish`), with what its last poll learnt.
+public struct TaskFinish: Sendable {
+    public var task: TaskRecord
+    public var outcome: TaskOutcome
+    public var finalProgress: ProgressUpdate?
+    public init(task: TaskRecord, outcome: TaskOutcome, finalProgress: ProgressUpdate? = nil) {
+        self.task = task
+        self.outcome = outcome
+        self.finalProgress = finalProgress
+    }
+}
+
+/// A finished task whose run folders may still exist (one per attempt up to `attempt`).
+public struct RunFolderRecord: Sendable, Equatable {
+    public var taskID: String
+    public var attempt: Int
+    public init(taskID: String, attempt: Int) {
+        self.taskID = taskID
+        self.attempt = attempt
+    }
+}
+
+/// A worker joining the queue.
+public struct WorkerRegistration: Sendable {
+    public var name: String
+    public var host: String
+    public var pid: Int32
+    public var maxSessions: Int
+    /// Where this worker's exec sessions keep their files, so a worker that adopts its tasks after a
+    /// crash looks in the right place.
+    public var runsDirectory: String?
+    public init(name: String, host: String, pid: Int32, maxSessions: Int, runsDirectory: String? = nil) {
+        self.name = name
+        self.host = host
+        self.pid = pid
+        self.maxSessions = maxSessions
+        self.runsDirectory = runsDirectory
+    }
+}
+
+/// How many workers died holding a task (`WorkerStore.workerDeaths`).
+public struct WorkerDeaths: Sendable, Equatable {
+    /// Deaths recorded so far by adoption and orphan resolution.
+    public var recorded: Int
+    /// Whether the task's current owner is dead (not stopped on purpose).
+    public var ownerDied: Bool
+    public init(recorded: Int, ownerDied: Bool) {
+        self.recorded = recorded
+        self.ownerDied = ownerDied
+    }
+}
+
+/// The states of a completion hook's row (`hook_outbox.status`).
+public enum HookStatus: String, Sendable, CaseIterable {
+    case pending, running, done, failed
+}
+
+/// How a hook's process ended: its exit code, or why it could not run.
+public struct HookEnd: Sendable, Equatable {
+    public var exitCode: Int32?
+    public var error: String?
+    public init(exitCode: Int32?, error: String?) {
+        self.exitCode = exitCode
+        self.error = error
+    }
+}
+
+/// A task's completion hook as `bgq show` reports it.
+public struct HookRecord: Sendable, Equatable {
+    public var command: String
+    public var status: HookStatus
+    public var exitCode: Int?
+    public var error: String?
+    public init(command: String, status: HookStatus, exitCode: Int?, error: String?) {
+        self.command = command
+        self.status = status
+        self.exitCode = exitCode
+        self.error = error
+    }
+}
+
+/// The states of a parent notice's row (`parent_notices.state`).
+public enum NoticeState: String, Sendable, CaseIterable {
+    case pending, sending, sent, failed
+}
+
+/// A parent notice as `bgq show` reports it.
+public struct NoticeRecord: Sendable, Equatable {
+    public var kind: ParentNotice.Kind
+    public var state: NoticeState
+    public var attempts: Int
+    public var error: String?
+    public init(kind: ParentNotice.Kind, state: NoticeState, attempts: Int, error: String?) {
+        self.kind = kind
+        self.state = state
+        self.attempts = attempts
+        self.error = error
+    }
+}
+
+/// One event of the history (`bgq watch`, `bgq history`), with the task's description.
+public struct HistoryEvent: Sendable, Equatable {
+    public var event: TaskEvent
+    public var description: String
+    public init(event: TaskEvent, description: String) {
+        self.event = event
+        self.description = description
+    }
+}
+
+/// What `bgq prune` removes: finished tasks in `statuses` that finished before `olderThan`.
+public struct PruneRequest: Sendable {
+    public var olderThan: Instant
+    public var statuses: [TaskStatus]
+    public var dryRun: Bool
+    public init(olderThan: Instant, statuses: [TaskStatus], dryRun: Bool) {
+        self.olderThan = olderThan
+        self.statuses = statuses
+        self.dryRun = dryRun
+    }
+}
+
+/// One limit to set.
+public struct LimitChange: Sendable, Equatable {
+    public var scope: LimitScope
+    public var name: String
+    public var value: Int
+    public init(scope: LimitScope, name: String, value: Int) {
+        self.scope = scope
+        self.name = name
+        self.value = value
+    }
+}
+
+/// One setting to set, or (value nil) to unset.
+public struct SettingChange: Sendable, Equatable {
+    public var key: String
+    public var value: String?
+    public init(key: String, value: String?) {
+        self.key = key
+        self.value = value
+    }
 }

@@ -12,6 +12,9 @@ public enum BGQError: Error, Equatable, CustomStringConvertible {
     /// The database cannot be used as asked (locked, read-only, full, corrupt, newer, not bgq's): exit 5.
     /// Its kind says which, and whether waiting can help.
     case database(DatabaseError)
+    /// A worker's row was declared dead (it missed its heartbeats) while it still ran: it owns nothing
+    /// any more, and must stop writing for its tasks. Exit 1.
+    case lostOwnership(workerID: String)
     /// Anything else that failed (for example cancelling a finished task, or a task waited for that failed): exit 1.
     case failure(String)
 
@@ -19,12 +22,13 @@ public enum BGQError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .usage(let m), .notFound(let m), .timeout(let m), .failure(let m): m
         case .database(let error): error.message
+        case .lostOwnership(let workerID): "worker \(workerID) was declared dead by another worker; it owns no task any more"
         }
     }
 
     public var exitCode: Int32 {
         switch self {
-        case .failure: ExitStatus.failure
+        case .failure, .lostOwnership: ExitStatus.failure
         case .usage: ExitStatus.usage
         case .notFound: ExitStatus.notFound
         case .timeout: ExitStatus.timeout

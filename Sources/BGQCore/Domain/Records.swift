@@ -211,8 +211,10 @@ public struct WorkerRecord: Sendable, Equatable {
     public var reason: String?
     /// Running tasks it owns (filled in by listings).
     public var runningTasks: Int = 0
+    /// Where its exec sessions keep their files (nil: the default for the store's location).
+    public var runsDirectory: String?
 
-    public init(id: String, name: String, host: String, pid: Int32, startedAt: Instant, heartbeatAt: Instant, maxSessions: Int, state: WorkerState, stoppedAt: Instant? = nil, reason: String? = nil, runningTasks: Int = 0) {
+    public init(id: String, name: String, host: String, pid: Int32, startedAt: Instant, heartbeatAt: Instant, maxSessions: Int, state: WorkerState, stoppedAt: Instant? = nil, reason: String? = nil, runningTasks: Int = 0, runsDirectory: String? = nil) {
         self.id = id
         self.name = name
         self.host = host
@@ -224,6 +226,7 @@ public struct WorkerRecord: Sendable, Equatable {
         self.stoppedAt = stoppedAt
         self.reason = reason
         self.runningTasks = runningTasks
+        self.runsDirectory = runsDirectory
     }
 }
 
