@@ -1,8 +1,13 @@
 import BGQCore
-import BGQSystem
 import Foundation
 
-extension Worker {
+/// Delivers completion notices into the sessions that delegated the tasks, through the registry's
+/// notice transport.
+final class NoticeSender {
+    let context: WorkerContext
+
+    init(context: WorkerContext) { self.context = context }
+
     /// Sends pending notices into parent OpenCode sessions, the way the original tells the session that
     /// delegated the work: `[BACKGROUND TASK COMPLETED]` per task without waking it, and
     /// `[ALL BACKGROUND TASKS COMPLETE]` once the parent's last task ended, waking it.
@@ -11,18 +16,18 @@ extension Worker {
     /// before the call; one left `sending` by a gone worker is sent again only if the parent session
     /// does not hold it yet. A server that cannot be reached is tried again at later maintenance
     /// passes (up to 20 times), then the notice is recorded as failed.
-    func deliverParentNotices() throws {
-        let notices = try store.claimParentNotices(workerID: workerID, limit: 8)
+    func deliver() throws {
+        let notices = try context.store.claimParentNotices(workerID: context.workerID, limit: 8)
         for notice in notices {
             let outcome = send(notice)
-            guard try store.finishParentNotice(notice, workerID: workerID, outcome: outcome) == .owned else {
-                log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) was taken over by another worker meanwhile")
+            guard try context.store.finishParentNotice(notice, workerID: context.workerID, outcome: outcome) == .owned else {
+                context.log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) was taken over by another worker meanwhile")
                 continue
             }
             switch outcome {
-            case .sent: log.event("notice", task: notice.taskID, "\(notice.kind == .task ? "task" : "batch") notice sent to parent session \(notice.parentID)")
-            case .retryLater(let error): log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) not sent yet: \(error)")
-            case .failed(let error): log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) failed: \(error)")
+            case .sent: context.log.event("notice", task: notice.taskID, "\(notice.kind == .task ? "task" : "batch") notice sent to parent session \(notice.parentID)")
+            case .retryLater(let error): context.log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) not sent yet: \(error)")
+            case .failed(let error): context.log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) failed: \(error)")
             }
         }
     }
@@ -32,15 +37,15 @@ extension Worker {
         let header: String
         let marker: String
         do {
-            let task = try store.requireTask(id: notice.taskID)
+            let task = try context.store.requireTask(id: notice.taskID)
             switch notice.kind {
             case .task:
-                let remaining = try store.activeTaskIDs(parentID: notice.parentID).count
+                let remaining = try context.store.activeTaskIDs(parentID: notice.parentID).count
                 text = Notices.taskFinished(task, remaining: remaining)
                 header = "[BACKGROUND TASK"
                 marker = "Task ID: \(task.id)\n"
             case .batch:
-                let tasks = try store.taskIDs(parentID: notice.parentID).compactMap { try store.task(id: $0) }
+                let tasks = try context.store.taskIDs(parentID: notice.parentID).compactMap { try context.store.task(id: $0) }
                 text = Notices.allFinished(tasks)
                 header = "[ALL BACKGROUND TASKS COMPLETE]"
                 marker = "`\(task.id)`"
@@ -48,10 +53,10 @@ extension Worker {
         } catch {
             return .failed("cannot render the notice: \(error)")
         }
-        guard let transport = backends.noticeTransport else {
+        guard let transport = context.backends.noticeTransport else {
             return .failed("this bgq has no backend that delivers notices to parent sessions")
         }
-        let agents = registry.agents
+        let agents = context.registry.agents
         if notice.mayHaveBeenSent {
             switch transport.parentHasNotice(notice.parentID, on: notice.server, containing: marker, header: header, agents: agents) {
             case .sent: return .sent
