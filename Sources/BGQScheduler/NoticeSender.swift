@@ -19,7 +19,7 @@ final class NoticeSender {
     func deliver() throws {
         let notices = try context.store.claimParentNotices(workerID: context.workerID, limit: 8)
         for notice in notices {
-            let outcome = send(notice)
+            let outcome = try send(notice)
             guard try context.store.finishParentNotice(notice, workerID: context.workerID, outcome: outcome) == .owned else {
                 context.log.event("warning", task: notice.taskID, "notice to parent session \(notice.parentID) was taken over by another worker meanwhile")
                 continue
@@ -32,7 +32,7 @@ final class NoticeSender {
         }
     }
 
-    func send(_ notice: ParentNotice) -> ParentNoticeOutcome {
+    func send(_ notice: ParentNotice) throws -> ParentNoticeOutcome {
         let text: String
         let header: String
         let marker: String
@@ -50,8 +50,10 @@ final class NoticeSender {
                 header = "[ALL BACKGROUND TASKS COMPLETE]"
                 marker = "`\(task.id)`"
             }
-        } catch {
-            return .failed("cannot render the notice: \(error)")
+        } catch BGQError.notFound(let message) {
+            // The task is gone (pruned): there is nothing to tell. Any other error (a locked database)
+            // propagates, and the row, still `sending`, is offered to this worker again.
+            return .failed("cannot render the notice: \(message)")
         }
         guard let transport = context.backends.noticeTransport else {
             return .failed("this bgq has no backend that delivers notices to parent sessions")

@@ -18,7 +18,10 @@ final class Reaper {
     /// Declares silent workers dead, then adopts, retries or fails the running tasks of dead and stopped
     /// workers. Every step is a guarded write: when two workers reap at once, one wins and the other
     /// changes nothing.
-    func reap() {
+    ///
+    /// A database that is busy for a moment is logged and the pass is tried again later; any other
+    /// error (a replaced file, a bug) stops the worker instead of being swallowed at every pass.
+    func reap() throws {
         do {
             for id in try context.store.declareSilentWorkersDead(except: context.workerID, leaseTimeoutMs: context.settings.leaseTimeoutMs) {
                 context.log.event("reaped", "worker \(id) missed its heartbeat for \(context.settings.leaseTimeoutMs / 1000) s: declared dead")
@@ -28,8 +31,8 @@ final class Reaper {
             }
             let lostHooks = try context.store.failOrphanedHooks()
             if lostHooks > 0 { context.log.event("hook", "\(lostHooks) completion hook(s) of gone workers recorded as failed (never run twice)") }
-        } catch {
-            context.log.event("warning", "reaping failed: \(error)")
+        } catch BGQError.database(let problem) where problem.isTransient {
+            context.log.event("warning", "reaping failed, tried again at the next pass: \(problem.message)")
         }
     }
 

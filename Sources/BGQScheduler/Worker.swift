@@ -73,7 +73,7 @@ public final class Worker {
     public func register() throws { try lease.register() }
 
     /// Declares silent workers dead and resolves their tasks (see `Reaper`).
-    func reapDeadWorkers() { reaper.reap() }
+    func reapDeadWorkers() throws { try reaper.reap() }
 
     /// Runs until stopped by a signal (or, with `exitWhenIdle`, until there is nothing left to do).
     ///
@@ -87,7 +87,7 @@ public final class Worker {
         // Pooled connections closed and the event loop stopped, if an HTTP backend made them.
         defer { context.backends.shutdown() }
         try register()
-        reaper.reap()
+        try reaper.reap()
         var timers = Timers(now: context.monotonic, settings: context.settings, reapIntervalMs: reapIntervalMs)
         var failures = 0
         while true {
@@ -145,7 +145,7 @@ public final class Worker {
         }
         if now >= timers.nextReap || (changed && now >= timers.nextReap - reapIntervalMs + 1000) {
             timers.nextReap = now + reapIntervalMs
-            reaper.reap()
+            try reaper.reap()
         }
         if !stopping && (changed || context.wantClaim) {
             context.wantClaim = false
@@ -158,7 +158,7 @@ public final class Worker {
         hooks.killOverdue()
         if options.exitWhenIdle, try isIdle() {
             try hooks.startPending()  // the last transitions' hooks run before an idle worker exits
-            if hooks.running.isEmpty, try isIdle() {
+            if !hooks.isBusy, try isIdle() {
                 _ = try store.setWorkerState(context.workerID, to: .stopped, reason: "nothing left to do")
                 log.event("stopped", "nothing left to do; worker stopped")
                 return true

@@ -8,6 +8,9 @@ final class WorkerLease {
     /// When the last heartbeat was written (monotonic): a worker whose heartbeat is old may have been
     /// declared dead, so it checks before starting anything.
     var lastHeartbeatMonotonic: Int64 = 0
+    /// How many times this worker registered (a new registration after it was declared dead): what
+    /// was claimed under an earlier one belongs to other workers now.
+    private(set) var registrations = 0
 
     init(context: WorkerContext) { self.context = context }
 
@@ -19,6 +22,7 @@ final class WorkerLease {
         context.workerID = try context.store.registerWorker(WorkerRegistration(name: options.name, host: context.host, pid: getpid(),
                                                                                maxSessions: options.maxSessions, runsDirectory: context.runsDirectory))
         context.feed = try context.store.changeFeed()
+        registrations += 1
         lastHeartbeatMonotonic = context.monotonic
         context.log.workerID = context.workerID
         context.log.event("started", "worker started (name \(options.name), pid \(getpid()), host \(context.host), max sessions \(options.maxSessions), poll \(context.pollIntervalMs) ms, db \(context.store.location))")
