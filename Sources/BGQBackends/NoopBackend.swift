@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 
 /// Completes at once with the prompt as the result: measures the queue's own cost (benchmarks).
 public final class NoopBackend: SessionBackend {

@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import Foundation
 
 /// Every session backend this build of bgq has, for a worker's `BackendRegistry`.

@@ -1,9 +1,5 @@
 import ArgumentParser
-import BGQBackends
 import BGQCore
-import BGQSQLite
-import BGQScheduler
-import BGQSystem
 import Foundation
 
 extension BGQCommand {
@@ -118,6 +114,8 @@ extension BGQCommand {
                 }
             }
             var outcomes = try store.cancel(taskIDs: targets)
+            // Tasks whose session ended on its own before their owner acted on the request: not cancelled.
+            var endedFirst: [TaskRecord] = []
             // Wait for the owners of running tasks to abort them (they react within a poll interval).
             let requested = outcomes.compactMap { if case .requested(let t) = $0 { t.id } else { nil } }
             if !requested.isEmpty && wait > 0 {
@@ -127,12 +125,18 @@ extension BGQCommand {
                     if pendingIDs.isEmpty { break }
                     usleep(50_000)
                 }
-                outcomes = try outcomes.map { outcome in
-                    if case .requested(let task) = outcome {
-                        let now = try store.requireTask(id: task.id)
-                        return now.status == .running ? .requested(now) : .cancelled(now)
+                outcomes = try outcomes.compactMap { outcome in
+                    guard case .requested(let task) = outcome else { return outcome }
+                    let now = try store.requireTask(id: task.id)
+                    switch now.status {
+                    case .running: return .requested(now)
+                    case .cancelled: return .cancelled(now)
+                    // Requeued by its owner (a retry) before it read the request, which that clears: cancel it again.
+                    case .pending: return try store.cancel(taskIDs: [now.id]).first
+                    case .completed, .error:
+                        endedFirst.append(now)
+                        return nil
                     }
-                    return outcome
                 }
             }
             var rows: [TaskRecord] = []
@@ -143,6 +147,10 @@ extension BGQCommand {
                     failures.append(("[ERROR] Cannot cancel task \(task.id): current status is \"\(task.status.rawValue)\".\nOnly running or pending tasks can be cancelled.",
                                      ExitStatus.failure))
                 }
+            }
+            for task in endedFirst {
+                let how = task.status == .completed ? "completed" : "failed"
+                failures.append(("[ERROR] Cannot cancel task \(task.id): it \(how) before its worker could abort it", ExitStatus.failure))
             }
             if json {
                 print(Render.json(["cancelled": rows.map(Render.taskJSON), "errors": failures.map(\.message)] as [String: Any]))

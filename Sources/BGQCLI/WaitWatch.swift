@@ -1,9 +1,5 @@
 import ArgumentParser
-import BGQBackends
 import BGQCore
-import BGQSQLite
-import BGQScheduler
-import BGQSystem
 import Foundation
 
 extension BGQCommand {

@@ -1,9 +1,8 @@
 import ArgumentParser
 import BGQBackends
 import BGQCore
-import BGQSQLite
-import BGQScheduler
 import BGQSystem
+import BGQScheduler
 import Foundation
 
 extension BGQCommand {
@@ -79,24 +78,25 @@ extension BGQCommand {
 
         func run() throws {
             let store = try database.openStore()
-            let workers = try store.listWorkers(includeGone: all)
-            let now = store.clock.now()
+            print(Self.render(try store.listWorkers(includeGone: all), now: store.clock.now(), json: json, includeGone: all))
+        }
+
+        /// The listing as printed: a table with each heartbeat's age at `now`, or JSON with it in milliseconds.
+        static func render(_ workers: [WorkerRecord], now: Instant, json: Bool, includeGone: Bool) -> String {
             if json {
-                print(Render.json(workers.map { w -> [String: Any] in
+                return Render.json(workers.map { w -> [String: Any] in
                     ["id": w.id, "name": w.name, "host": w.host, "pid": Int(w.pid), "state": w.state.rawValue,
                      "started_at": w.startedAt.iso8601, "heartbeat_at": w.heartbeatAt.iso8601, "heartbeat_age_ms": now - w.heartbeatAt,
                      "sessions": w.runningTasks, "max_sessions": w.maxSessions, "reason": w.reason ?? NSNull()]
-                }))
-                return
+                })
             }
             guard !workers.isEmpty else {
-                print(all ? "No worker has run on this database yet. Start one with `bgq worker`." : "No live worker. Start one with `bgq worker` (`bgq workers --all` shows past ones).")
-                return
+                return includeGone ? "No worker has run on this database yet. Start one with `bgq worker`." : "No live worker. Start one with `bgq worker` (`bgq workers --all` shows past ones)."
             }
-            print(Render.table(["ID", "NAME", "HOST", "PID", "STATE", "HEARTBEAT", "SESSIONS", "STARTED"], workers.map { w in
+            return Render.table(["ID", "NAME", "HOST", "PID", "STATE", "HEARTBEAT", "SESSIONS", "STARTED"], workers.map { w in
                 [w.id, w.name, w.host, String(w.pid), w.state.rawValue, Render.age(w.heartbeatAt, now: now),
                  "\(w.runningTasks)/\(w.maxSessions)", w.startedAt.iso8601]
-            }))
+            })
         }
     }
 
@@ -269,13 +269,17 @@ extension BGQCommand {
         @OptionGroup var database: DatabaseOptions
         func run() throws {
             let store = try database.openStore()
-            let settings = try store.settings()
             let stored = try store.storedSettings()
-            var rows = Settings.keys.map { entry in
-                [entry.key, String(settings[keyPath: entry.path]), stored[entry.key] == nil ? "default" : "set", entry.help]
+            // Shown even when a stored value is out of range (written by hand or an older bgq), so it can be fixed.
+            func shown(_ key: String, _ value: String) -> [String] {
+                guard let raw = stored[key] else { return [value, "default"] }
+                return (try? Settings.parsed(stored: [key: raw])) != nil ? [value, "set"] : [Render.truncate(raw, 20), "INVALID: set or unset it"]
             }
-            rows.append([Settings.stablePollsKey, String(settings.stablePolls), stored[Settings.stablePollsKey] == nil ? "default" : "set",
-                         "unchanged polls before an idle re-check"])
+            let settings = (try? Settings.parsed(stored: stored)) ?? Settings.parsedLeniently(stored: stored)
+            var rows = Settings.keys.map { entry in
+                [entry.key] + shown(entry.key, String(settings[keyPath: entry.path])) + [entry.help]
+            }
+            rows.append([Settings.stablePollsKey] + shown(Settings.stablePollsKey, String(settings.stablePolls)) + ["unchanged polls before an idle re-check"])
             rows.append(["on_complete", stored["on_complete"].map { Render.truncate($0, 40) } ?? "-", stored["on_complete"] == nil ? "default" : "set",
                          "a shell command run once per finished task (task JSON on stdin)"])
             print(Render.table(["KEY", "VALUE", "SOURCE", "MEANING"], rows))

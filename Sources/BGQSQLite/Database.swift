@@ -87,9 +87,12 @@ public enum Database {
 
     /// Refuses a file that is not a SQLite database, not bgq's, or written by a newer bgq. Reads only.
     static func checkIdentity(_ connection: Connection) throws {
-        let applicationID = try connection.queryFirst("PRAGMA application_id") { Int32(truncatingIfNeeded: $0.int64(0)) } ?? 0
-        let userVersion = try connection.queryFirst("PRAGMA user_version") { $0.int(0) } ?? 0
-        let objectCount = try connection.queryFirst("SELECT count(*) FROM sqlite_schema") { $0.int(0) } ?? 0
+        // One statement, so one snapshot: read one by one, a database another process is creating right now
+        // looked empty by its application_id and full by its tables, "not a bgq database".
+        let (applicationID, userVersion, objectCount) = try connection.queryFirst("""
+            SELECT (SELECT application_id FROM pragma_application_id), (SELECT user_version FROM pragma_user_version),
+                   (SELECT count(*) FROM sqlite_schema)
+            """) { (Int32(truncatingIfNeeded: $0.int64(0)), $0.int(1), $0.int(2)) } ?? (0, 0, 0)
         if applicationID == 0 && userVersion == 0 && objectCount == 0 { return }  // a new, empty database
         guard applicationID == Database.applicationID else {
             throw BGQError.database(.notBGQ, "\(connection.path) is a SQLite database but not a bgq database (application_id \(applicationID)); it was left untouched: pass another path with --db or BGQ_DB")

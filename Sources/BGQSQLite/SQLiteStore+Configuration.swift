@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import CSQLite
 import Foundation
 
@@ -72,15 +71,8 @@ extension SQLiteStore {
     }
 
     func loadSettings() throws -> Settings {
-        var settings = Settings()
         let stored = try connection.query("SELECT key, value FROM settings") { ($0.text(0), $0.text(1)) }
-        for (key, value) in stored {
-            if key == Settings.stablePollsKey, let number = Int(value), Settings.stablePollsRange.contains(number) { settings.stablePolls = number }
-            if let entry = Settings.keys.first(where: { $0.key == key }), let number = Int64(value), entry.range.contains(number) {
-                settings[keyPath: entry.path] = number
-            }
-        }
-        return settings
+        return try Settings.parsed(stored: Dictionary(stored, uniquingKeysWith: { $1 }))
     }
 
     /// Raw stored settings (key → value), including ones this bgq does not know.
@@ -122,13 +114,21 @@ extension SQLiteStore {
             try connection.query("""
                 SELECT name, preset, executable, extra_args, model, env, cwd, prompt_via, description, url, api_key_env FROM agents ORDER BY name
                 """) { row in
-                AgentDefinition(
-                    name: row.text(0), preset: row.text(1), executable: row.optionalText(2),
-                    extraArgs: (try? JSONDecoder().decode([String].self, from: Data(row.text(3).utf8))) ?? [],
+                let name = row.text(0)
+                // The CHECKs keep these JSON; a shape bgq cannot read would silently drop the agent's arguments.
+                func decoded<T: Decodable>(_ type: T.Type, _ column: Int32, _ field: String) throws -> T {
+                    guard let value = try? JSONDecoder().decode(type, from: Data(row.text(column).utf8)) else {
+                        throw BGQError.database(.corrupt, "\(path): agent '\(name)' has an unreadable \(field) ('\(row.text(column).prefix(60))'); redefine it with `bgq agents add \(name) …` or remove it with `bgq agents remove \(name)`")
+                    }
+                    return value
+                }
+                return AgentDefinition(
+                    name: name, preset: row.text(1), executable: row.optionalText(2),
+                    extraArgs: try decoded([String].self, 3, "extra_args"),
                     model: row.optionalText(4),
-                    environment: (try? JSONDecoder().decode([String: String].self, from: Data(row.text(5).utf8))) ?? [:],
+                    environment: try decoded([String: String].self, 5, "env"),
                     workingDirectory: row.optionalText(6),
-                    promptVia: AgentDefinition.PromptVia(rawValue: row.text(7)) ?? .argv,
+                    promptVia: try stored(AgentDefinition.PromptVia.self, row.text(7), in: "agents.prompt_via"),
                     summary: row.optionalText(8), isBuiltIn: false, url: row.optionalText(9), apiKeyEnv: row.optionalText(10))
             }
         }

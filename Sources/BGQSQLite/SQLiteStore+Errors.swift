@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import CSQLite
 
 // MARK: - SQLite errors, typed once at the store seam

@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import CSQLite
 import Foundation
 
@@ -166,7 +165,7 @@ extension SQLiteStore {
                 FROM task_events e JOIN tasks t ON t.id = e.task_id
                 WHERE e.id > ?1 \(filter)
                 ORDER BY 1 LIMIT ?2
-                """, arguments) { HistoryEvent(event: Self.event($0), description: $0.text(8)) }
+                """, arguments) { HistoryEvent(event: try Self.event($0), description: $0.text(8)) }
         }
     }
 

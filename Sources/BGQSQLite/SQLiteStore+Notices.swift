@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import CSQLite
 import Foundation
 
@@ -77,7 +76,8 @@ extension SQLiteStore {
                 SELECT role, kind, tool, content, at FROM session_messages
                 WHERE session_id = ? AND task_id IS NOT ? ORDER BY id LIMIT 10000
                 """, [.text(sessionID), .text(exceptTaskID)]) { row in
-                SessionMessage(role: SessionMessage.Role(rawValue: row.text(0)) ?? .system, kind: SessionMessage.Kind(rawValue: row.text(1)) ?? .text,
+                SessionMessage(role: try stored(SessionMessage.Role.self, row.text(0), in: "session_messages.role"),
+                               kind: try stored(SessionMessage.Kind.self, row.text(1), in: "session_messages.kind"),
                                tool: row.optionalText(2), content: row.text(3), at: Self.instant(row, 4) ?? Instant(milliseconds: 0))
             }
         }

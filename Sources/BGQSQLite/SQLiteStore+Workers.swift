@@ -1,15 +1,14 @@
 import BGQCore
-import BGQSystem
 import CSQLite
 import Foundation
 
 extension SQLiteStore {
     static let workerColumns = "id, name, host, pid, started_at, heartbeat_at, max_sessions, state, stopped_at, reason, runs_dir"
 
-    static func worker(_ row: Row) -> WorkerRecord {
+    static func worker(_ row: Row) throws -> WorkerRecord {
         WorkerRecord(id: row.text(0), name: row.text(1), host: row.text(2), pid: Int32(truncatingIfNeeded: row.int64(3)),
                      startedAt: instant(row, 4) ?? Instant(milliseconds: 0), heartbeatAt: instant(row, 5) ?? Instant(milliseconds: 0),
-                     maxSessions: row.int(6), state: WorkerState(rawValue: row.text(7)) ?? .dead,
+                     maxSessions: row.int(6), state: try stored(WorkerState.self, row.text(7), in: "workers.state"),
                      stoppedAt: instant(row, 8), reason: row.optionalText(9), runsDirectory: row.optionalText(10))
     }
 
@@ -58,7 +57,7 @@ extension SQLiteStore {
                 FROM workers w \(filter)
                 ORDER BY w.state IN ('running', 'stopping') DESC, w.started_at DESC LIMIT ?
                 """, [.int(limit)]) { row in
-                var worker = Self.worker(row)
+                var worker = try Self.worker(row)
                 worker.runningTasks = row.int(11)
                 return worker
             }

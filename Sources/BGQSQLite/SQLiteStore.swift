@@ -73,6 +73,11 @@ public final class SQLiteStore {
     /// A stored value of one of bgq's enums, or an error naming the column: the schema's CHECK
     /// constraints keep anything else out, so only a hand-edited or damaged file gets here.
     func stored<Value: RawRepresentable>(_ type: Value.Type, _ text: String, in column: String) throws -> Value where Value.RawValue == String {
+        try Self.stored(type, text, in: column, path: path)
+    }
+
+    static func stored<Value: RawRepresentable>(_ type: Value.Type, _ text: String, in column: String, path: String = "the database") throws -> Value
+    where Value.RawValue == String {
         guard let value = Value(rawValue: text) else {
             throw BGQError.database(.corrupt, "\(path): \(column) holds '\(text.prefix(40))', which this bgq does not know; restore a backup or fix the row with the sqlite3 shell")
         }
@@ -97,7 +102,7 @@ extension SQLiteStore {
         row.optionalText(column).flatMap(Instant.init(iso8601:))
     }
 
-    static func task(_ row: Row) -> TaskRecord {
+    static func task(_ row: Row) throws -> TaskRecord {
         var progress = TaskRecord.Progress()
         progress.messageCount = row.int(25)
         progress.toolCalls = row.int(26)
@@ -114,7 +119,7 @@ extension SQLiteStore {
         run.logOffset = row.int64(36)
         run.handle = row.optionalText(37)
         var record = TaskRecord(
-            seq: row.int64(0), id: row.text(1), status: TaskStatus(rawValue: row.text(2)) ?? .error,
+            seq: row.int64(0), id: row.text(1), status: try stored(TaskStatus.self, row.text(2), in: "tasks.status"),
             description: row.text(3), prompt: row.text(4), agent: row.text(5), model: row.optionalText(6),
             modelKey: row.text(7), parentID: row.optionalText(8), sessionID: row.optionalText(9),
             continuesSession: row.int(10) != 0, priority: row.int(11), maxRetries: row.int(12), attempt: row.int(13),
@@ -295,9 +300,10 @@ extension SQLiteStore {
             """) { $0.int64(0) } ?? 0
     }
 
-    static func event(_ row: Row) -> TaskEvent {
+    static func event(_ row: Row) throws -> TaskEvent {
         TaskEvent(id: row.int64(0), taskID: row.text(1), at: instant(row, 2) ?? Instant(milliseconds: 0),
-                  from: row.optionalText(3).flatMap(TaskStatus.init(rawValue:)), to: TaskStatus(rawValue: row.text(4)) ?? .error,
+                  from: try row.optionalText(3).map { try stored(TaskStatus.self, $0, in: "task_events.from_status") },
+                  to: try stored(TaskStatus.self, row.text(4), in: "task_events.to_status"),
                   workerID: row.optionalText(5), attempt: row.int(6), reason: row.optionalText(7))
     }
 
@@ -307,8 +313,8 @@ extension SQLiteStore {
             try connection.query("""
                 SELECT role, kind, tool, content, at FROM session_messages WHERE task_id = ? ORDER BY id LIMIT ?
                 """, [.text(taskID), .int(limit)]) { row in
-                SessionMessage(role: SessionMessage.Role(rawValue: row.text(0)) ?? .system,
-                               kind: SessionMessage.Kind(rawValue: row.text(1)) ?? .text,
+                SessionMessage(role: try stored(SessionMessage.Role.self, row.text(0), in: "session_messages.role"),
+                               kind: try stored(SessionMessage.Kind.self, row.text(1), in: "session_messages.kind"),
                                tool: row.optionalText(2), content: row.text(3), at: Self.instant(row, 4) ?? Instant(milliseconds: 0))
             }
         }

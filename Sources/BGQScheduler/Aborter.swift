@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import Foundation
 
 /// Stops sessions: the backend's abort first (SIGINT for a process), then SIGTERM and SIGKILL after

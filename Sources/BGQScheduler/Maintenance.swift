@@ -6,22 +6,19 @@ import Foundation
 /// their TTL.
 final class Maintenance {
     let context: WorkerContext
-    /// Stored settings that contradict each other, already reported.
-    var rejectedSettings: Settings?
+    /// Why the stored settings were last refused, already reported.
+    var rejectedSettings: String?
 
     init(context: WorkerContext) { self.context = context }
 
     /// Settings may change while the worker runs; the queued TTL is enforced by whoever notices first.
     func run() throws {
         let context = self.context, store = context.store
-        let loaded = try store.settings()
         do {
-            try loaded.validate()
-            context.settings = loaded
-        } catch {
-            // Written around `bgq settings set`: keep the settings this worker runs on, and say so once.
-            if rejectedSettings != loaded { context.log.event("warning", "settings not applied: \(error)") }
-            rejectedSettings = loaded
+            reloadSettings(.success(try store.settings()))
+        } catch BGQError.usage(let problem) {
+            // A stored value out of range (written by hand) is refused like a contradiction; any other error is the loop's.
+            reloadSettings(.failure(BGQError.usage(problem)))
         }
         try context.reloadAgents()
         for session in context.sessions.values { session.agent = context.registry.agent(named: session.task.agent) ?? session.agent }
@@ -31,5 +28,26 @@ final class Maintenance {
         for id in try store.expireQueuedTasks(ttlMs: settings.taskTTLMs) {
             context.log.event("error", task: id, "pending → error: Task timed out while queued (\(spelledDuration(milliseconds: settings.taskTTLMs)))")
         }
+    }
+
+    /// Takes the stored settings when they are valid and fit together; otherwise keeps the settings this
+    /// worker runs on and says why, once per distinct problem (written around `bgq settings set`, or by hand).
+    func reloadSettings(_ loaded: Result<Settings, Error>) {
+        let problem: String
+        switch loaded {
+        case .success(let candidate):
+            do {
+                try candidate.validate()
+                context.settings = candidate
+                rejectedSettings = nil
+                return
+            } catch {
+                problem = "\(error)"
+            }
+        case .failure(let error):
+            problem = "\(error)"
+        }
+        if rejectedSettings != problem { context.log.event("warning", "settings not applied: \(problem)") }
+        rejectedSettings = problem
     }
 }

@@ -47,6 +47,7 @@ final class SessionPoller {
         for session in due {
             let backend = context.backend(for: session.preset)
             let result = backend.poll(session)
+            reportProblemChange(session, result.problem)
             if result.madeProgress || result.waiting { session.lastProgressMonotonic = now }
             // A retry note (a provider's 429 and when the next try is due) is what `bgq show` shows meanwhile.
             var note: String?
@@ -81,6 +82,19 @@ final class SessionPoller {
         let owned = try context.store.recordProgress(progress, workerID: context.workerID)
         for (item, ownership) in zip(progress, owned) where ownership == .lost { finisher.dropLost(item.task) }
         try finisher.write(finishes, abortingIDs: toAbort)
+    }
+
+    /// Says once when a session can no longer be checked (its server unreachable) and once when it can again:
+    /// the task looks merely quiet meanwhile, and fails only at the stale timeout.
+    func reportProblemChange(_ session: ActiveSession, _ problem: String?) {
+        guard (problem == nil) != (session.reportedProblem == nil) else { return }
+        if let problem {
+            context.log.event("warning", task: session.task.id,
+                              "\(problem); retrying until the stale timeout (\(spelledDuration(milliseconds: context.settings.staleTimeoutMs)) without progress)")
+        } else {
+            context.log.event("recovered", task: session.task.id, "the session can be checked again")
+        }
+        session.reportedProblem = problem
     }
 
     func snapshot(_ session: ActiveSession, status: SessionStatus, backend: SessionBackend, problem: String? = nil) -> SessionSnapshot {

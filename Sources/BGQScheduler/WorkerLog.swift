@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import Foundation
 
 /// The worker's log: one line per state change on stderr, readable or JSON.

@@ -227,6 +227,59 @@ import Testing
         #expect(try Self.listJSON(db, ["--status", "pending"]).isEmpty)
     }
 
+    /// What `bgq cancel --wait` must say of a running task whose owner ends it during the wait, before acting on
+    /// the cancel: it completed or failed (an error like an already finished task's, exit 1), or it was requeued
+    /// (pending again, so cancel cancels it at once).
+    ///
+    /// The test holds the claim itself, through the store calls a worker makes, and ends the task once the
+    /// cancel request is recorded: with a real worker the session would have to end in the microseconds between
+    /// its reading the cancel requests and its polling the session, which no gate can arrange.
+    @Test(arguments: [TaskOutcome.completed(result: "done anyway"), .failed(error: "agent failed (exit code 3)"),
+                      .requeued(reason: "attempt 1 failed; retry 1/1", delayMs: 0)])
+    func cancelWaitReportsATaskThatEndedBeforeItsWorkerCouldAbortIt(_ outcome: TaskOutcome) throws {
+        for json in [false, true] {
+            let db = TempDatabase()
+            let id = try Self.enqueue(db, "ends on its own")
+            let store = try db.store()
+            let worker = try store.registerWorker(WorkerRegistration(name: "owner", host: "h", pid: 1, maxSessions: 1))
+            let task = try #require(try store.claimTasks(workerID: worker, capacity: 1).first)
+            nonisolated(unsafe) var cancel: CommandResult?
+            let done = DispatchSemaphore(value: 0), path = db.path
+            DispatchQueue.global().async {
+                cancel = try? BGQBinary.run(["cancel", "--wait", "30", id] + (json ? ["--json"] : []), db: nil, environment: ["BGQ_DB": path])
+                done.signal()
+            }
+            #expect(eventually { (try? store.task(id: id))?.cancelRequestedAt != nil }, "the cancel was never requested")
+            #expect(try store.finish(task, workerID: worker, outcome: outcome) == .owned)
+            done.wait()
+            let result = try #require(cancel)
+            let shown = try Self.showJSON(db, id)
+            switch outcome {
+            case .requeued:
+                #expect(result.status == 0, "\(result.stderr)")
+                #expect(shown["status"] as? String == "cancelled", "a requeued task is cancelled, not left to run again")
+                if json {
+                    let report = try #require(try Self.json(result.stdout) as? [String: Any])
+                    #expect((report["cancelled"] as? [[String: Any]])?.map { $0["status"] as? String } == ["cancelled"], "\(report)")
+                } else {
+                    #expect(result.stdout.contains("| `\(id)` | ends on its own | cancelled |"), "\(result.stdout)")
+                }
+            default:
+                let how = shown["status"] as? String == "completed" ? "completed" : "failed"
+                let message = "[ERROR] Cannot cancel task \(id): it \(how) before its worker could abort it"
+                #expect(result.status == ExitStatus.failure, "\(result.stdout)")
+                #expect(result.stderr.contains(message), "\(result.stderr)")
+                if json {
+                    let report = try #require(try Self.json(result.stdout) as? [String: Any])
+                    #expect((report["cancelled"] as? [Any])?.isEmpty == true, "\(report)")
+                    #expect(report["errors"] as? [String] == [message], "\(report)")
+                } else {
+                    #expect(!result.stdout.contains("Cancelled"), "\(result.stdout)")
+                }
+            }
+        }
+    }
+
     // MARK: - list
 
     @Test func listShowsNewestFirstAndFilters() throws {
@@ -364,7 +417,6 @@ import Testing
         let db = TempDatabase()
         let out = try Self.ok(["workers"], db)
         #expect(out.contains("No live worker"))
-        #expect(try Self.json(try Self.ok(["workers", "--json"], db)) as? [Any] != nil)
         #expect((try Self.json(try Self.ok(["workers", "--json"], db)) as? [Any])?.isEmpty == true)
     }
 

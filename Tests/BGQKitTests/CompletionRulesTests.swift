@@ -169,23 +169,39 @@ struct OutputParserTests {
         #expect(gemini.result?.isError == true)
     }
 
-    /// A fixed-seed fuzz: random bytes, truncated JSON, deep nesting and huge lines never crash a parser.
+    /// A fixed-seed fuzz: random bytes, truncated JSON, deep nesting and huge lines never crash a parser, every
+    /// message is clipped to 64 KiB (and says so with "…"), and the transcript counts exactly the messages it returned.
     @Test func garbageAndHugeLinesNeverCrashTheParsers() {
         var generator = SeededGenerator(seed: 0xB60)
         let fragments = [#"{"type":"assistant","message":{"content":[{"type":"text","text":"#, #"{"type":"result","is_error":"#, "{", "}", "[", "]",
                          #"""#, "\\", "null", "\u{0}", "é", "💥", "\u{FFFD}", ",", ":", "1e999", "-0", "true"]
+        let clipped = 64 * 1024 + "…".utf8.count  // the documented limit, not the constant: a changed limit must fail here
         for format in [AgentPreset.OutputFormat.plainText, .claudeStreamJSON, .opencodeJSON, .codexJSON, .geminiStreamJSON] {
             var transcript = AgentTranscript()
+            var returned = 0
             for _ in 0..<400 {
                 let count = Int(generator.next() % 40)
                 let line = (0..<count).map { _ in fragments[Int(generator.next() % UInt64(fragments.count))] }.joined()
-                _ = transcript.apply(OutputParser.events(format: format, line: line), at: Instant(milliseconds: 0))
+                returned += transcript.apply(OutputParser.events(format: format, line: line), at: Instant(milliseconds: 0)).count
             }
+            // 3 MB of assistant text: one message, cut to 64 KiB plus the ellipsis (formats without an
+            // assistant line type drop it; none keeps it whole).
             let huge = #"{"type":"assistant","message":{"content":[{"type":"text","text":""# + String(repeating: "x", count: 3_000_000) + #""}]}}"#
-            let events = OutputParser.events(format: format, line: huge)
-            _ = transcript.apply(events, at: Instant(milliseconds: 0))
-            let nested = String(repeating: "[", count: 100_000)
-            _ = OutputParser.events(format: format, line: "{\"a\":" + nested)
+            let hugeMessages = transcript.apply(OutputParser.events(format: format, line: huge), at: Instant(milliseconds: 0))
+            returned += hugeMessages.count
+            #expect(hugeMessages.allSatisfy { $0.content.utf8.count <= clipped }, "\(format): a message longer than 64 KiB")
+            if format == .plainText || format == .claudeStreamJSON {
+                #expect(hugeMessages.count == 1, "\(format)")
+                #expect(hugeMessages.first?.content.utf8.count == clipped && hugeMessages.first?.content.hasSuffix("x…") == true, "\(format)")
+            }
+            // 100,000 open brackets: not JSON a parser recurses into, but one line of output, clipped.
+            let nested = transcript.apply(OutputParser.events(format: format, line: "{\"a\":" + String(repeating: "[", count: 100_000)),
+                                          at: Instant(milliseconds: 0))
+            returned += nested.count
+            #expect(nested.count == 1, "\(format): \(nested.count) messages")
+            #expect(nested.first?.kind == .output && nested.first?.content.utf8.count == clipped, "\(format)")
+            if format != .plainText { #expect(nested.first?.role == .system, "\(format)") }
+            #expect(transcript.messageCount == returned, "\(format): counted \(transcript.messageCount), returned \(returned)")
         }
     }
 }

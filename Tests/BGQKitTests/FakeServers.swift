@@ -62,17 +62,18 @@ final class FakeServer {
     /// Starts it again on the same port (with the same arguments, e.g. its state file).
     func restart() throws {
         kill()
+        // The old socket may hold the port for a moment after the kill: retry the bind until a deadline.
         var lastError: Error?
-        for _ in 0..<50 {
+        let started = eventually(timeout: 5, interval: 0.1) {
             do {
                 (process, port) = try Self.launch(script, arguments, port: port, stderrPath: stderrPath)
-                return
+                return true
             } catch {
                 lastError = error
-                usleep(100_000)
+                return false
             }
         }
-        throw lastError ?? BGQError.failure("cannot restart \(script)")
+        if !started { throw lastError ?? BGQError.failure("cannot restart \(script)") }
     }
 
     func stop() {

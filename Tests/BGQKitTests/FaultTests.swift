@@ -89,11 +89,11 @@ import Testing
         #expect(refused.status == ExitStatus.database)
         #expect(refused.stderr.contains("full") || refused.stderr.contains("I/O error"), "\(refused.stderr)")
         #expect(!refused.stderr.contains("Fatal error"))
-        // The worker's own writes (heartbeats) fail too; it waits instead of exiting.
-        usleep(1_500_000)
-        #expect(worker.isRunning, "the worker must not exit on a full disk: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        // The worker's own writes (heartbeats) fail too: it says it waits for space, and waits instead of exiting.
+        let saidFull = eventually(timeout: 20) { (try? String(contentsOfFile: log, encoding: .utf8))?.contains("is full") == true }
         let duringFull = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        #expect(duringFull.contains("is full"), "the worker says it waits for space: \(duringFull)")
+        #expect(saidFull, "the worker says it waits for space: \(duringFull)")
+        #expect(worker.isRunning, "the worker must not exit on a full disk: \(duringFull)")
         try FileManager.default.removeItem(atPath: filler)
         // Space is back: the same batch goes in whole, and the worker runs all of it.
         let accepted = try BGQBinary.run(["enqueue", "--jsonl", "-"], db: db, stdin: Self.jsonl(50), environment: env)
@@ -150,14 +150,16 @@ import Testing
         let holder = Process()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
         holder.arguments = [db.path]
-        let input = Pipe()
+        let input = Pipe(), output = Pipe()
         holder.standardInput = input
-        holder.standardOutput = FileHandle.nullDevice
+        holder.standardOutput = output
         try holder.run()
-        input.fileHandleForWriting.write(Data("BEGIN IMMEDIATE;\nINSERT INTO settings VALUES ('x', 'y', 'z');\n".utf8))
-        usleep(300_000)
-        // Enqueue through a connection that waits long enough, while the worker keeps failing to get the lock.
-        usleep(1_500_000)
+        // The holder says when it has the write lock; the worker's next write then fails past its busy timeout.
+        input.fileHandleForWriting.write(Data("BEGIN IMMEDIATE;\nINSERT INTO settings VALUES ('x', 'y', 'z');\nSELECT 'held';\n".utf8))
+        let held = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(held.contains("held"), "the sqlite3 shell did not take the lock: \(held)")
+        #expect(eventually(timeout: 20) { (try? String(contentsOfFile: log, encoding: .utf8))?.contains("locked") == true },
+                "the worker says why it waits: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         #expect(worker.isRunning)
         input.fileHandleForWriting.write(Data("ROLLBACK;\n.quit\n".utf8))
         try? input.fileHandleForWriting.close()
@@ -166,7 +168,7 @@ import Testing
         #expect(eventually(timeout: 20) { (try? Self.count(db, "status = 'completed'")) == 1 })
         #expect(worker.isRunning)
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        #expect(text.contains("locked"), "the worker says why it waits: \(text)")
+        #expect(text.contains("the database takes writes again"), "the worker says it goes on: \(text)")
     }
 }
 

@@ -99,7 +99,11 @@ import Testing
         defer { kill(second.processIdentifier, SIGKILL); second.waitUntilExit() }
         #expect(eventually(timeout: 20) { (try? store.hooks(taskID: task.id).first?.status) == .failed })
         #expect(try store.hooks(taskID: task.id).first?.error?.contains("worker lost") == true)
-        usleep(500_000)
+        // A later task's hook runs on the same worker: by then a hook offered again (hooks start in id order)
+        // would have started too.
+        let later = db.directory + "/later"
+        try BGQBinary.run(["enqueue", "--agent", "noop", "--on-complete", "echo ran >> \(later)", "y"], db: db)
+        #expect(eventually(timeout: 20) { Self.lines(later) == 1 }, "the later task's hook never ran")
         #expect(Self.lines(count) == 1, "the hook did not run a second time")
     }
 }

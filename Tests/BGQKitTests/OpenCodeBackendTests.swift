@@ -178,10 +178,12 @@ import Testing
         defer { rig.stop(); server.stop() }
         try rig.ok(["agents", "add", "build", "--preset", "opencode-server", "--url", server.url])
         let id = try rig.enqueue("survive a restart [busy 3]", agent: "build")
-        try rig.startWorker("w1")
+        let worker = try rig.startWorker("w1")
         #expect(try eventually { try Self.sessionID(rig.task(id), rig) != nil })
         server.kill()
-        usleep(800_000)  // a few polls find the server gone
+        // A poll finds the server gone; the worker says so and keeps the task running until the stale timeout.
+        #expect(eventually(timeout: 20) { worker.log.contains("opencode server unreachable at \(server.url); retrying until the stale timeout") },
+                rig.comment)
         #expect(try rig.status(id) == .running)
         try server.restart()
         #expect(try rig.waitFor(id, .completed).result == "done: survive a restart [busy 3]")
@@ -268,7 +270,11 @@ import Testing
         try rig.startWorker("w1")
         for id in ids { try rig.waitFor(id, nil) }
         #expect(try eventually { try Self.notices(server, parent: parent).count == 4 })
-        usleep(1_000_000)  // nothing more arrives later
+        // Every notice is recorded sent, which is final: none is offered again, so nothing more arrives later.
+        #expect(try eventually {
+            let recorded = try ids.flatMap { try JSONValue.parse(try rig.ok(["show", $0, "--json"]))["parent_notices"]?.array ?? [] }
+            return recorded.count == 4 && recorded.allSatisfy { $0["state"]?.string == "sent" }
+        })
         let notices = try Self.notices(server, parent: parent)
         #expect(notices.count == 4, "notices: \(notices.map(\.text))")
         for id in ids {

@@ -36,6 +36,35 @@ import Testing
         #expect(try store.listWorkers(includeGone: true).isEmpty, "no worker registered")
     }
 
+    /// A value out of range in the database (written with the sqlite3 shell) used to be replaced by the
+    /// default without a word: commands that need the settings now refuse with the key and the fix,
+    /// `bgq settings` shows it as invalid, and setting it again repairs it.
+    @Test func aStoredValueOutOfRangeIsNamedNotSilentlyDefaulted() throws {
+        let db = TempDatabase()
+        let store = try db.store()
+        try store.connection.run("INSERT INTO settings (key, value, updated_at) VALUES ('task_ttl_ms', '-5', '2026-01-01T00:00:00.000Z')")
+        #expect(throws: BGQError.self) { try store.settings() }
+        let enqueue = try BGQBinary.run(["enqueue", "--agent", "noop", "hello"], db: db)
+        #expect(enqueue.status == 2, "\(enqueue.stderr)")
+        #expect(enqueue.stderr.contains("task_ttl_ms") && enqueue.stderr.contains("bgq settings"), "\(enqueue.stderr)")
+        let shown = try BGQBinary.run(["settings"], db: db)
+        #expect(shown.status == 0 && shown.stdout.contains("INVALID"), "\(shown.stdout)\(shown.stderr)")
+        #expect(try BGQBinary.run(["settings", "unset", "task_ttl_ms"], db: db).status == 0)
+        #expect(try BGQBinary.run(["enqueue", "--agent", "noop", "hello"], db: db).status == 0)
+    }
+
+    /// An agent row whose arguments do not decode used to lose its arguments silently (the agent then ran
+    /// without them); it is now a corrupt-database error that names the agent and how to fix it.
+    @Test func anAgentWithUnreadableArgumentsIsNamed() throws {
+        let db = TempDatabase()
+        #expect(try BGQBinary.run(["agents", "add", "lint", "--preset", "shell", "--arg", "-x"], db: db).status == 0)
+        let store = try db.store()
+        try store.connection.run("UPDATE agents SET extra_args = '[1, 2]' WHERE name = 'lint'")
+        let listed = try BGQBinary.run(["agents"], db: db)
+        #expect(listed.status == 5, "\(listed.stdout)\(listed.stderr)")
+        #expect(listed.stderr.contains("agent 'lint'") && listed.stderr.contains("extra_args"), "\(listed.stderr)")
+    }
+
     @Test(arguments: [
         (["limits", "set", "--default", "-1"], "--default"),
         (["limits", "set", "--model", "local/a", "-2"], "limit"),

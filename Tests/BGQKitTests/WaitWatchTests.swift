@@ -58,12 +58,15 @@ import Testing
 
         for i in 0..<6 { try BGQBinary.run(["enqueue", "--agent", "shell", "sleep 0.\(i + 3); echo \(i)"], db: db) }
         var first = try BGQBinary.start(["worker"], db: db)
-        usleep(400_000)
+        let store = try db.store()
+        // Killed mid-run: once a task runs with its agent's pid recorded, the next worker must adopt it.
+        #expect(eventually(timeout: 20) {
+            (try? store.listTasks(TaskFilter()).contains { $0.status == .running && $0.run.pid != nil }) == true
+        })
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         first = try BGQBinary.start(["worker"], db: db)
         defer { kill(first.processIdentifier, SIGKILL); first.waitUntilExit() }
-        let store = try db.store()
         #expect(eventually(timeout: 30) { (try? store.activeTaskIDs(parentID: nil).isEmpty) == true })
         let total = try #require(try store.connection.queryFirst("SELECT count(*) FROM task_history") { $0.int(0) })
         #expect(eventually(timeout: 10) {

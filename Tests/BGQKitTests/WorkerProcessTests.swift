@@ -664,10 +664,24 @@ import Testing
         let entry = try #require(json.first { $0["id"] as? String == a.id }, "\(json)")
         #expect(entry["state"] as? String == "running")
         #expect(entry["name"] as? String == "lister")
-        let age = try #require(entry["heartbeat_age_ms"] as? Int, "\(entry)")
-        #expect(age >= 0)
+        #expect(entry["heartbeat_age_ms"] is Int, "\(entry)")
         #expect(entry["sessions"] as? Int == 1, "\(entry)")
         #expect(entry["max_sessions"] as? Int == 16)
+    }
+
+    /// The heartbeat's age is `now` minus the last heartbeat, in the table and in JSON (a fixed `now`: the
+    /// listing above runs on the real clock, where any age passes).
+    @Test func workersShowsTheHeartbeatAgeAtNow() throws {
+        let now = Instant(milliseconds: 1_800_000_000_000)
+        let worker = WorkerRecord(id: "wk_1", name: "seven", host: "h", pid: 42, startedAt: now + (-60_000), heartbeatAt: now + (-7_000),
+                                  maxSessions: 4, state: .running, runningTasks: 2)
+        let table = BGQCommand.Workers.render([worker], now: now, json: false, includeGone: false)
+        let line = try #require(table.split(separator: "\n").first { $0.contains("wk_1") }, "\(table)")
+        #expect(line.contains("7s ago") && line.contains("2/4"), "\(table)")
+        let json = try #require(try JSONValue.parse(BGQCommand.Workers.render([worker], now: now, json: true, includeGone: false)).array)
+        #expect(json.count == 1)
+        #expect(json.first?["heartbeat_age_ms"]?.number == 7000, "\(json)")
+        #expect(json.first?["sessions"]?.number == 2 && json.first?["max_sessions"]?.number == 4)
     }
 
     @Test func workerLogsOneLinePerTransitionAndJSONWhenAsked() throws {

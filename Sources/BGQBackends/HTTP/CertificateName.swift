@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import Foundation
 import NIOCore
 import NIOSSL

@@ -1,6 +1,5 @@
 import AsyncHTTPClient
 import BGQCore
-import BGQSystem
 import Foundation
 import NIOCore
 import NIOHTTP1

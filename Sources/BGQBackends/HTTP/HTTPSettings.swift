@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import Foundation
 
 /// How a worker's HTTP client behaves, read once from the worker's environment.

@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import Foundation
 
 /// Where a task's OpenCode session lives: the task's `run_handle`, so any worker can find it again.

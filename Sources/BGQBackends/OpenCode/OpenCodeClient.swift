@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import Foundation
 
 /// Why a call to an OpenCode server did not give what was asked; the text is what the task's error says.

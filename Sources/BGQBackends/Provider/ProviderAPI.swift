@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import Foundation
 
 /// The two provider APIs bgq calls directly: request shapes, reply shapes and error shapes.

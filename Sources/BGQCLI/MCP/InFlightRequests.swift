@@ -1,8 +1,4 @@
-import BGQBackends
 import BGQCore
-import BGQSQLite
-import BGQScheduler
-import BGQSystem
 import Foundation
 
 /// What a tool running on its own thread may look at: whether the client cancelled it, and where its

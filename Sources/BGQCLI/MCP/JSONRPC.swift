@@ -1,8 +1,4 @@
-import BGQBackends
 import BGQCore
-import BGQSQLite
-import BGQScheduler
-import BGQSystem
 import Foundation
 
 // JSON-RPC 2.0 as MCP uses it over stdio: one message per line, no batches (MCP 2025-06-18 removed them),

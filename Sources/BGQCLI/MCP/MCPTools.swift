@@ -1,8 +1,4 @@
-import BGQBackends
 import BGQCore
-import BGQSQLite
-import BGQScheduler
-import BGQSystem
 import Foundation
 
 /// One tool as `tools/list` publishes it; its input schema is also what `ToolSchema` enforces.
@@ -246,16 +242,16 @@ final class MCPTools: Sendable {
             case .cancelled:
                 return ToolOutcome(text: "Cancelled by the client.", isError: true)
             case .timedOut(let task):
-                return ToolOutcome(text: "Timeout exceeded (\(timeoutMs)ms). Task still \(task.status.rawValue).\n\n" + status(store, task), isError: false)
+                return ToolOutcome(text: "Timeout exceeded (\(timeoutMs)ms). Task still \(task.status.rawValue).\n\n" + (try status(store, task)), isError: false)
             case .ended(let task):
-                let text = task.status == .completed ? Render.result(task, now: store.clock.now()) : status(store, task)
+                let text = task.status == .completed ? Render.result(task, now: store.clock.now()) : try status(store, task)
                 return ToolOutcome(text: text, isError: errorWhenFailed && task.status == .error)
             }
         }
     }
 
-    private func status(_ store: any QueueStore, _ task: TaskRecord) -> String {
-        let last = (try? store.messages(taskID: task.id))?.last(where: { $0.role == .assistant && !$0.content.isEmpty })?.content
+    private func status(_ store: any QueueStore, _ task: TaskRecord) throws -> String {
+        let last = try store.messages(taskID: task.id).last(where: { $0.role == .assistant && !$0.content.isEmpty })?.content
         return Render.status(task, lastMessage: last, now: store.clock.now())
     }
 }

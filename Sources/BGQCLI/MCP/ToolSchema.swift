@@ -1,8 +1,4 @@
 import BGQCore
-import BGQSystem
-import BGQSQLite
-import BGQBackends
-import BGQScheduler
 
 /// Checks a tool's arguments against the JSON Schema that `tools/list` publishes for it, so the schema a
 /// client sees is the one enforced. It knows the part of JSON Schema bgq's tools use: an object of typed

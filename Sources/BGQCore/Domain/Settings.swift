@@ -77,6 +77,14 @@ public struct Settings: Equatable, Sendable {
 
     /// The settings a database holds, refusing a stored value out of its range (written around `bgq settings set`).
     public static func checked(stored: [String: String]) throws -> Settings {
+        let settings = try parsed(stored: stored)
+        try settings.validate()
+        return settings
+    }
+
+    /// Stored settings read one by one: a value out of its range is a usage error naming the key and
+    /// the fix, never a silent default. (Whether they fit together is `validate()`'s question.)
+    public static func parsed(stored: [String: String]) throws -> Settings {
         var settings = Settings()
         for (key, value) in stored {
             if key == stablePollsKey {
@@ -91,8 +99,18 @@ public struct Settings: Equatable, Sendable {
             }
             settings[keyPath: entry.path] = number
         }
-        try settings.validate()
         return settings
+    }
+
+    /// The valid stored values, and defaults for invalid ones: for showing what is stored, never for running.
+    public static func parsedLeniently(stored: [String: String]) -> Settings {
+        stored.reduce(into: Settings()) { settings, pair in
+            if let one = try? parsed(stored: [pair.key: pair.value]), let entry = keys.first(where: { $0.key == pair.key }) {
+                settings[keyPath: entry.path] = one[keyPath: entry.path]
+            } else if pair.key == stablePollsKey, let one = try? parsed(stored: [pair.key: pair.value]) {
+                settings.stablePolls = one.stablePolls
+            }
+        }
     }
 
     public static let stablePollsRange = 1...100

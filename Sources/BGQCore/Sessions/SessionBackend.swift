@@ -44,6 +44,8 @@ public final class ActiveSession {
     public var agent: AgentDefinition?
     /// What an HTTP backend remembers of this session between polls.
     public var backendState: AnyObject?
+    /// What the worker last logged as keeping the session from being checked: said once per outage, not per poll.
+    public var reportedProblem: String?
 
     public init(task: TaskRecord, preset: AgentPreset, startedMonotonic: Int64, lastProgressMonotonic: Int64, adopted: Bool) {
         self.task = task

@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import CSQLite
 import Foundation
 

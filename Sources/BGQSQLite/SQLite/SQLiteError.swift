@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import CSQLite
 
 /// An error returned by SQLite, with everything needed to understand it later.

@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import CSQLite
 
 /// A value bound to, or read from, a statement.
