@@ -82,6 +82,18 @@ final class SessionPoller {
         let owned = try context.store.recordProgress(progress, workerID: context.workerID)
         for (item, ownership) in zip(progress, owned) where ownership == .lost { finisher.dropLost(item.task) }
         try finisher.write(finishes, abortingIDs: toAbort)
+        logUsage()
+    }
+
+    /// Tokens spent by the sessions that ended. Not stored yet: the log line is where spend control
+    /// will pick the counts up.
+    func logUsage() {
+        for backend in context.backends.made {
+            for usage in backend.takeUsageReports() {
+                let counts = ["input_tokens": usage.inputTokens, "output_tokens": usage.outputTokens].compactMapValues { $0.map(String.init) }
+                context.log.event("usage", task: usage.taskID, "tokens: \(usage.inputTokens.map(String.init) ?? "?") in, \(usage.outputTokens.map(String.init) ?? "?") out", fields: counts)
+            }
+        }
     }
 
     /// Says once when a session can no longer be checked (its server unreachable) and once when it can again:

@@ -34,6 +34,16 @@ import Testing
         ("invalid-utf8", "not UTF-8", "not UTF-8"),
     ]
 
+    /// Hostile event streams (a provider's streamed reply; an OpenCode server is not streamed): what the
+    /// task's error says. A stalled stream is retried as a silent peer is, and says that it timed out.
+    static let streamErrors: [(scenario: String, provider: String)] = [
+        ("sse-endless-line", "longer than 4 MB"),
+        ("sse-stall", "timed out: nothing arrived for 2 seconds"),
+        ("sse-invalid-utf8", "not UTF-8"),
+        ("sse-invalid-json", "not JSON"),
+        ("sse-deep-json", "not JSON"),
+    ]
+
     /// The worker's environment: keys for both APIs, and a short read timeout so that a stalled reply ends soon.
     static let workerEnvironment = ["OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test", "BGQ_HTTP_READ_TIMEOUT_MS": "2000"]
 
@@ -97,13 +107,14 @@ import Testing
 
         let slow = try rig.enqueue("Beside the hostile ones [slow 0.5]", agent: "healthy")
         var cases: [(id: String, label: String, fragment: String)] = []
-        let objects: [[String: Any]] = Self.expectedErrors.flatMap { expected in
-            ["h-openai", "h-anthropic"].map { ["agent": $0, "model": "hostile/\(expected.scenario)", "prompt": "\($0) \(expected.scenario)"] }
+        let expectations = Self.expectedErrors.map { ($0.scenario, $0.provider) } + Self.streamErrors.map { ($0.scenario, $0.provider) }
+        let objects: [[String: Any]] = expectations.flatMap { scenario, _ in
+            ["h-openai", "h-anthropic"].map { ["agent": $0, "model": "hostile/\(scenario)", "prompt": "\($0) \(scenario)"] }
         }
         let ids = try rig.enqueueJSONL(objects)
         for (index, id) in ids.enumerated() {
-            let expected = Self.expectedErrors[index / 2]
-            cases.append((id, "\(objects[index]["agent"]!) \(expected.scenario)", expected.provider))
+            let (scenario, fragment) = expectations[index / 2]
+            cases.append((id, "\(objects[index]["agent"]!) \(scenario)", fragment))
         }
         try Self.waitForAll(ids + [slow], rig: rig, worker: worker)
         for item in cases { try Self.expectFailed(item.id, containing: item.fragment, item.label, rig: rig) }
@@ -205,6 +216,52 @@ import Testing
         let connects = WorkerProcessTests.lines(proxyLog)
         #expect(connects.contains("CONNECT bad.cafe:\(localPeer.port)") && connects.contains("CONNECT bad.cafe:\(hexPeer.port)"), "\(connects)")
         #expect(!connects.contains { $0.hasSuffix(":\(healthy.port)") || $0.contains("localhost") }, "NO_PROXY ignored: \(connects)")
+    }
+}
+
+/// `HTTPClient.stream` on its own against the hostile peer: the size cap counts the whole stream, and a
+/// stream in progress can be cancelled.
+@Suite struct HTTPStreamingTests {
+    final class Parts: @unchecked Sendable {
+        let lock = NSLock()
+        var bytes = 0
+        var heads = 0
+        func add(_ count: Int) { lock.withLock { bytes += count } }
+        func head() { lock.withLock { heads += 1 } }
+        var seen: (heads: Int, bytes: Int) { lock.withLock { (heads, bytes) } }
+    }
+
+    static func run(_ client: HTTPClient, _ url: String, cancelAfterHead: Bool = false) throws -> (Result<HTTPResponse, HTTPFailure>, Parts) {
+        let parts = Parts()
+        let box = ResultBox()
+        let done = DispatchSemaphore(value: 0)
+        let request = HTTPRequest(method: "POST", url: URL(string: url)!, body: Data("{}".utf8), timeoutSeconds: 60)
+        let inFlight = client.stream(request, onHead: { _, _ in parts.head() }, onBodyPart: { parts.add($0.count); return .more },
+                                     completion: { box.set($0); done.signal() })
+        if cancelAfterHead {
+            #expect(eventually(timeout: 20) { parts.seen.heads == 1 })
+            inFlight.cancel()
+        }
+        #expect(done.wait(timeout: .now() + 60) == .success, "the stream never ended")
+        return (try #require(box.get()), parts)
+    }
+
+    @Test func theSizeCapCountsTheWholeStreamAndAStreamCanBeCancelled() throws {
+        let db = TempDatabase()
+        let hostile = try FakeServer("hostile_peer.py", directory: db.directory)
+        defer { hostile.stop() }
+        let client = HTTPClient(environment: ["BGQ_HTTP_MAX_RESPONSE_BYTES": "1048576"])
+        defer { client.shutdown() }
+        let (capped, parts) = try Self.run(client, hostile.url + "/sse-endless-line/v1/chat/completions")
+        guard case .failure(.tooLarge(let limit)) = capped else { Issue.record("not refused as too large: \(capped)"); return }
+        #expect(limit == 1 << 20)
+        #expect("\(HTTPFailure.tooLarge(limit: 1 << 20))".hasPrefix("response too large"))
+        #expect(parts.seen.heads == 1 && parts.seen.bytes <= 1 << 20 && parts.seen.bytes > 0, "\(parts.seen)")
+        let (cancelled, _) = try Self.run(client, hostile.url + "/sse-stall/v1/chat/completions", cancelAfterHead: true)
+        guard case .failure(.cancelled) = cancelled else { Issue.record("not cancelled: \(cancelled)"); return }
+        // A 2xx JSON body (a server that does not stream) goes to the reader as well.
+        let (whole, wholeParts) = try Self.run(client, hostile.url + "/ok/v1/chat/completions")
+        #expect((try? whole.get())?.status == 200 && wholeParts.seen.bytes > 0)
     }
 }
 

@@ -614,7 +614,7 @@ import Testing
         #expect(api.reply(Self.data("""
             {"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},\
             "finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}
-            """)) == .text("Hello there"))
+            """)) == .text("Hello there", usage: TokenUsage(inputTokens: 3, outputTokens: 2)))
         // A tool-call reply has content null: an empty text, not an error.
         #expect(api.reply(Self.data(#"{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[]}}]}"#)) == .text(""))
         #expect(api.reply(Self.data(#"{"choices":[{"message":{"role":"assistant","content":"é ✓ \n two lines"}}]}"#)) == .text("é ✓ \n two lines"))
@@ -640,7 +640,7 @@ import Testing
             {"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"Hello "},\
             {"type":"tool_use","id":"toolu_1","name":"Read","input":{}},{"type":"text","text":"world"}],\
             "stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":2}}
-            """)) == .text("Hello world"))
+            """)) == .text("Hello world", usage: TokenUsage(inputTokens: 1, outputTokens: 2)))
         #expect(api.reply(Self.data(#"{"type":"message","content":[]}"#)) == .text(""))
         #expect(api.reply(Self.data(#"{"content":[{"type":"thinking","thinking":"hmm"},{"type":"text","text":"done"}]}"#)) == .text("done"))
         guard case .malformed(let missing) = api.reply(Self.data(#"{"unexpected": true}"#)) else {
@@ -693,6 +693,9 @@ import Testing
                                            ["role": "user", "content": "two"]]
         #expect(openaiBody["messages"] == expectedMessages)
         #expect(openaiBody["max_tokens"] == nil)
+        // Streamed, with the token counts asked for.
+        #expect(openaiBody["stream"] == .bool(true) && openaiBody["stream_options"]?["include_usage"] == .bool(true))
+        #expect(openai.headers["accept"] == "text/event-stream")
         let keyless = try #require(ProviderAPI.openai.request(base: "http://h/v1", model: "m", turns: turns, apiKey: nil, timeoutSeconds: 5))
         #expect(keyless.headers["authorization"] == nil)
 
@@ -704,6 +707,8 @@ import Testing
         #expect(anthropicBody["model"] == .string("claude-x"))
         #expect(anthropicBody["max_tokens"] == .int(4096))
         #expect(anthropicBody["messages"]?.array?.count == 3)
+        #expect(anthropicBody["stream"] == .bool(true) && anthropicBody["stream_options"] == nil)
+        #expect(anthropic.headers["accept"] == "text/event-stream")
         // A base that already ends in /v1 is not doubled.
         #expect(ProviderAPI.anthropic.endpoint(base: "https://api.anthropic.com/v1/") == "https://api.anthropic.com/v1/messages")
         #expect(ProviderAPI.anthropic.endpoint(base: "https://api.anthropic.com") == "https://api.anthropic.com/v1/messages")

@@ -18,12 +18,19 @@ Endpoints
                                      message_stop); otherwise one JSON message.
     POST /v1/messages/count_tokens   {"input_tokens": <a rough count>}
     GET  /v1/models                  a short model list
-    POST /v1/chat/completions        OpenAI-compatible, non-streaming. `Authorization: Bearer bad-key` gets
-                                     401 invalid_api_key; no Authorization header is allowed.
+    POST /v1/chat/completions        OpenAI-compatible. `Authorization: Bearer bad-key` gets 401
+                                     invalid_api_key; no Authorization header is allowed. `"stream": true`
+                                     answers with server-sent events: chat.completion.chunk objects (the
+                                     text in pieces of `choices[0].delta.content`, then a `finish_reason`),
+                                     a last chunk with `usage` when `stream_options.include_usage` is true,
+                                     then `data: [DONE]`; otherwise one JSON chat.completion.
     GET  /_test/log                  a JSON array of every request so far (except /_test/ ones): {method,
                                      path, query, headers (lower-cased names), body (parsed JSON, or null),
                                      status (null while a slow answer is pending)}
     POST /_test/reset                clears the log and the marker counters
+    POST /_test/release?name=NAME    lets every stream held by [hold NAME] go on (and later ones pass)
+A streamed request's log entry gets its status (200) as soon as the stream starts, and `usage`: the
+token counts the stream reported ({input_tokens, output_tokens}).
     anything else                    404 (logged)
 
 The reply text (both APIs) is `reply <n>: <last user text, first 200 characters>`, where
@@ -49,6 +56,16 @@ and per distinct last user text, and are cleared by /_test/reset):
     [malformed]          200 with the body {"unexpected": true}
     [garbage]            200 with the body `not json at all`
     [slow S]             sleep S seconds (a float) before answering
+Markers for streamed answers (`"stream": true`; both APIs; the text goes out in pieces of 40 characters):
+    [drip S]             sleep S seconds (a float) before each piece after the first
+    [hold NAME]          after the first piece, wait until POST /_test/release?name=NAME (at most 300 s)
+    [cut N]              the first N such requests: the first piece, then the body ends cleanly without
+                         the stream's last event (no [DONE], no message_stop): a truncated reply
+    [stream-error TYPE]  after the first piece, an error in the stream: Anthropic `event: error` with
+                         error.type TYPE, OpenAI a `data: {"error": {type: TYPE, code: TYPE}}` chunk;
+                         message "Stream failed (fake): TYPE". `[stream-error TYPE N]`: the first N times
+    [stall]              after the first piece, nothing more until the client leaves
+    [no-stream]          ignore `stream` and answer one JSON body
 
 --script FILE (Anthropic API only) scripts tool use. FILE holds a JSON array of rules; for each
 /v1/messages request the first rule that matches answers it, and requests no rule matches get the
@@ -87,6 +104,7 @@ RATE_LIMIT_MESSAGE = "Rate limited (fake): slow down"
 LOCK = threading.Lock()
 LOG = []
 COUNTERS = {}
+RELEASES = {}
 SCRIPT = []
 
 
@@ -295,6 +313,11 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 snapshot = json.dumps(LOG)
             return self.send_json(200, snapshot)
+        if url.path == "/_test/release" and method == "POST":
+            name = (parse_qs(url.query).get("name") or [""])[0]
+            with LOCK:
+                RELEASES.setdefault(name, threading.Event()).set()
+            return self.send_json(200, {"released": name})
         if url.path == "/_test/reset" and method == "POST":
             with LOCK:
                 LOG.clear()
@@ -377,16 +400,11 @@ class Handler(BaseHTTPRequestHandler):
         message_id = "msg_fake_" + uuid.uuid4().hex[:20]
         usage = {"input_tokens": rough_tokens(messages), "output_tokens": rough_tokens(content),
                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-        if not body.get("stream"):
+        if not body.get("stream") or "[no-stream]" in last:
             return self.send_json(200, {"id": message_id, "type": "message", "role": "assistant", "model": model,
                                         "content": content, "stop_reason": stop_reason, "stop_sequence": None, "usage": usage})
-        self.entry["status"] = 200
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("request-id", "req_fake_" + uuid.uuid4().hex[:12])
-        self.end_headers()
+        self.start_stream()
+        self.entry["usage"] = {"input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"]}
         start_usage = dict(usage, output_tokens=1)
         self.event("message_start", {"type": "message_start", "message": {
             "id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
@@ -398,9 +416,13 @@ class Handler(BaseHTTPRequestHandler):
                 if index == 0:
                     self.event("ping", {"type": "ping"})
                 text = block["text"]
-                for piece in [text[i:i + 40] for i in range(0, len(text), 40)] or [""]:
+                for number, piece in enumerate([text[i:i + 40] for i in range(0, len(text), 40)] or [""]):
+                    if number > 0 and not self.between_pieces(last, "anthropic"):
+                        return
                     self.event("content_block_delta", {"type": "content_block_delta", "index": index,
                                                        "delta": {"type": "text_delta", "text": piece}})
+                if not self.between_pieces(last, "anthropic", at_end=True):
+                    return
             else:  # tool_use
                 self.event("content_block_start", {"type": "content_block_start", "index": index, "content_block": {
                     "type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}})
@@ -412,13 +434,60 @@ class Handler(BaseHTTPRequestHandler):
         self.event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                                      "usage": {"output_tokens": usage["output_tokens"]}})
         self.event("message_stop", {"type": "message_stop"})
+        self.end_stream()
+
+    def start_stream(self):
+        self.entry["status"] = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("request-id", "req_fake_" + uuid.uuid4().hex[:12])
+        self.end_headers()
+
+    def end_stream(self):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
     def event(self, name, payload):
-        data = f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
+        """One server-sent event (name None: a bare `data:` event, as OpenAI sends), as one HTTP chunk."""
+        data = (f"event: {name}\n" if name else "") + f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
+        data = data.encode()
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+    def between_pieces(self, last, api, at_end=False):
+        """Applies the stream markers after a piece went out; False when the stream must end here
+        (cut, error event, stall: the caller sends nothing more)."""
+        hold = re.search(r"\[hold ([^\]\s]+)\]", last)
+        if hold and not at_end:
+            with LOCK:
+                released = RELEASES.setdefault(hold.group(1), threading.Event())
+            released.wait(300)
+        drip = marker_count(last, "drip")
+        if drip and not at_end:
+            time.sleep(drip)
+        cut = marker_count(last, "cut")
+        if cut is not None and take("cut", api, last, int(cut)):
+            self.end_stream()
+            return False
+        error = re.search(r"\[stream-error ([a-z_]+)(?:\s+(\d+))?\]", last)
+        if error and (error.group(2) is None or take("stream-error", api, last, int(error.group(2)))):
+            kind, message = error.group(1), f"Stream failed (fake): {error.group(1)}"
+            if api == "anthropic":
+                self.event("error", {"type": "error", "error": {"type": kind, "message": message}})
+            else:
+                self.event(None, {"error": {"message": message, "type": kind, "param": None, "code": kind}})
+            self.end_stream()
+            return False
+        if "[stall]" in last:
+            self.wfile.flush()
+            try:
+                self.connection.recv(1)  # until the client leaves
+            except OSError:
+                pass
+            return False
+        return True
 
     # MARK: OpenAI-compatible
 
@@ -444,11 +513,37 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_raw(200, b"not json at all", "application/json")
         text = reply_text(messages)
         prompt_tokens, completion_tokens = rough_tokens(messages), rough_tokens(text)
+        if body.get("stream") and "[no-stream]" not in last:
+            return self.openai_stream(body, last, text, prompt_tokens, completion_tokens)
         self.send_json(200, {"id": "chatcmpl-fake" + uuid.uuid4().hex[:20], "object": "chat.completion",
                              "created": int(time.time()), "model": body.get("model") or "fake",
                              "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                              "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                        "total_tokens": prompt_tokens + completion_tokens}})
+
+
+    def openai_stream(self, body, last, text, prompt_tokens, completion_tokens):
+        self.start_stream()
+        base = {"id": "chatcmpl-fake" + uuid.uuid4().hex[:20], "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": body.get("model") or "fake"}
+
+        def chunk(delta, finish_reason=None, **extra):
+            self.event(None, dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra))
+
+        chunk({"role": "assistant", "content": ""})
+        for number, piece in enumerate([text[i:i + 40] for i in range(0, len(text), 40)] or [""]):
+            if number > 0 and not self.between_pieces(last, "openai"):
+                return
+            chunk({"content": piece})
+        if not self.between_pieces(last, "openai", at_end=True):
+            return
+        chunk({}, "stop")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            self.entry["usage"] = {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}
+            self.event(None, dict(base, choices=[], usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                                           "total_tokens": prompt_tokens + completion_tokens}))
+        self.event(None, "[DONE]")
+        self.end_stream()
 
 
 class Server(ThreadingHTTPServer):

@@ -30,6 +30,13 @@ Scenarios:
     invalid-json        a 200 whose body is not JSON
     deep-json           a 200 whose body is an array nested 100,000 deep
     invalid-utf8        a 200 of the endpoint's shape whose text holds bytes that are not UTF-8
+Server-sent events (a 200 `text/event-stream`, chunked; the first event is a well-formed text piece of
+the endpoint's stream shape, then):
+    sse-endless-line    one `data:` line that never ends (until the client leaves or 1 GB went out)
+    sse-stall           half an event, then nothing until the client leaves
+    sse-invalid-utf8    an event whose data holds bytes that are not UTF-8
+    sse-invalid-json    an event whose data is not JSON
+    sse-deep-json       an event whose data is an array nested 100,000 deep
 """
 
 import argparse
@@ -45,6 +52,7 @@ import threading
 SCENARIOS = {
     "ok", "negative-length", "huge-length", "negative-chunk", "overflow-chunk", "nonhex-chunk", "huge-body",
     "huge-body-chunked", "stall-body", "endless-headers", "stall-headers", "invalid-json", "deep-json", "invalid-utf8",
+    "sse-endless-line", "sse-stall", "sse-invalid-utf8", "sse-invalid-json", "sse-deep-json",
 }
 HUGE = 200 * 1024 * 1024
 # How long a stalling reply waits for the client to give up before the server gives up itself.
@@ -98,6 +106,39 @@ def good_body(path, text):
     if path.rstrip("/").endswith("/session"):
         return b'{"id":"ses_' + text + b'","title":"hostile"}'
     return b"[]"
+
+
+def sse_piece(path, text):
+    """A well-formed streamed text piece of the endpoint's shape."""
+    if path.endswith("/messages"):
+        return (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                b'"delta":{"type":"text_delta","text":"' + text + b'"}}\n\n')
+    return b'data: {"choices":[{"index":0,"delta":{"content":"' + text + b'"},"finish_reason":null}]}\n\n'
+
+
+def chunk(data):
+    return (b"%x\r\n" % len(data)) + data + b"\r\n"
+
+
+def answer_stream(connection, scenario, path):
+    send = connection.sendall
+    send(head(extra=["Transfer-Encoding: chunked"], content_type="text/event-stream") + chunk(sse_piece(path, b"hostile stream says")))
+    if scenario == "sse-endless-line":
+        send(chunk(b"data: "))
+        block = chunk(b"x" * 65536)
+        for _ in range(1024 * 1024 * 1024 // 65536):
+            send(block)
+    elif scenario == "sse-stall":
+        send(chunk(b'data: {"choices":[{"index":0,"del'))
+        wait_for_client_to_leave(connection)
+    elif scenario == "sse-invalid-utf8":
+        send(chunk(sse_piece(path, b"bad \xff\xfe \xc3\x28 bytes")))
+    elif scenario == "sse-invalid-json":
+        send(chunk(b'data: {"choices": [{"delta": {"content": "cut off here\n\n'))
+    elif scenario == "sse-deep-json":
+        depth = 100_000
+        send(chunk(b"data: " + b"[" * depth + b"]" * depth + b"\n\n"))
+    send(b"0\r\n\r\n")
 
 
 def wait_for_client_to_leave(connection):
@@ -159,6 +200,8 @@ def answer(connection, scenario, path):
     elif scenario == "invalid-utf8":
         body = good_body(path, b"bad \xff\xfe \xc3\x28 bytes")
         send(head(extra=[f"Content-Length: {len(body)}"]) + body)
+    elif scenario.startswith("sse-"):
+        answer_stream(connection, scenario, path)
 
 
 class PeerHandler(socketserver.BaseRequestHandler):

@@ -140,30 +140,15 @@ public final class HTTPClient: @unchecked Sendable {
     /// Starts an exchange; `completion` runs once, on the event loop thread (or at once when it cannot start).
     @discardableResult
     public func start(_ request: HTTPRequest, completion: @escaping @Sendable (Result<HTTPResponse, HTTPFailure>) -> Void) -> InFlight {
-        let prepared: (AsyncHTTPClient.HTTPClient, AsyncHTTPClient.HTTPClient.Request)
-        do {
-            prepared = try prepare(request)
-        } catch let failure as HTTPFailure {
-            completion(.failure(failure))
-            return InFlight(cancelAction: {})
-        } catch {
-            completion(.failure(.other("\(error)")))
-            return InFlight(cancelAction: {})
-        }
-        let (client, outgoing) = prepared
         let host = request.url.host ?? ""
-        // The accumulator stops reading at the cap (and refuses a bigger Content-Length at once).
-        let delegate = ResponseAccumulator(request: outgoing, maxBodySize: settings.maxResponseBytes)
-        let deadline = NIODeadline.now() + .milliseconds(Int64(max(request.timeoutSeconds, 0.1) * 1000))
-        let task = client.execute(request: outgoing, delegate: delegate, deadline: deadline)
         let limit = settings.maxResponseBytes
-        task.futureResult.whenComplete { result in
+        // The accumulator stops reading at the cap (and refuses a bigger Content-Length at once).
+        return launch(request, delegate: { ResponseAccumulator(request: $0, maxBodySize: limit) }, completion: { result in
             switch result {
             case .success(let response): completion(.success(HTTPResponse(response)))
             case .failure(let error): completion(.failure(HTTPFailure(error, host: host, limit: limit)))
             }
-        }
-        return InFlight(cancelAction: { task.cancel() })
+        })
     }
 
     /// A started exchange that can be cancelled (a task's cancel or abort).

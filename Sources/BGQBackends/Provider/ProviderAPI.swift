@@ -17,7 +17,8 @@ public enum ProviderAPI: String, Sendable {
 
     /// What a reply said.
     public enum Reply: Equatable {
-        case text(String)
+        /// The answer, and the tokens the provider counted for it when it said.
+        case text(String, usage: TokenUsage = TokenUsage())
         /// The answer was not of the documented shape.
         case malformed(String)
     }
@@ -36,12 +37,17 @@ public enum ProviderAPI: String, Sendable {
 
     func request(base: String, model: String, turns: [Turn], apiKey: String?, timeoutSeconds: Double) -> HTTPRequest? {
         guard let url = URL(string: endpoint(base: base)), url.scheme == "http" || url.scheme == "https" else { return nil }
-        var headers = ["content-type": "application/json", "accept": "application/json"]
+        // Streamed, as the official SDKs and agent CLIs call: the answer shows while it grows, and a long
+        // generation keeps the connection busy instead of silent. A server that ignores `stream` and
+        // answers one JSON body is read as before.
+        var headers = ["content-type": "application/json", "accept": "text/event-stream"]
         let messages: JSONValue = .array(turns.map { ["role": .string($0.role), "content": .string($0.text)] })
-        var body: [String: JSONValue] = ["model": .string(model), "messages": messages]
+        var body: [String: JSONValue] = ["model": .string(model), "messages": messages, "stream": .bool(true)]
         switch self {
         case .openai:
             if let apiKey { headers["authorization"] = "Bearer \(apiKey)" }
+            // Without it an OpenAI-compatible stream carries no token counts.
+            body["stream_options"] = ["include_usage": true]
         case .anthropic:
             if let apiKey { headers["x-api-key"] = apiKey }
             headers["anthropic-version"] = "2023-06-01"
@@ -61,12 +67,29 @@ public enum ProviderAPI: String, Sendable {
             guard let message = value["choices"]?.array?.first?["message"], let content = message["content"] else {
                 return .malformed("no choices[0].message.content")
             }
-            if let text = content.string { return .text(text) }
-            if content == .null { return .text("") }
+            let usage = TokenUsage(value["usage"])
+            if let text = content.string { return .text(text, usage: usage) }
+            if content == .null { return .text("", usage: usage) }
             return .malformed("choices[0].message.content is not text")
         case .anthropic:
             guard let blocks = value["content"]?.array else { return .malformed("no content array") }
-            return .text(blocks.compactMap { $0["type"]?.string == "text" ? $0["text"]?.string : nil }.joined())
+            return .text(blocks.compactMap { $0["type"]?.string == "text" ? $0["text"]?.string : nil }.joined(),
+                         usage: TokenUsage(value["usage"]))
+        }
+    }
+
+    /// The HTTP status an error reported inside a stream stands for (Anthropic's error types are those of
+    /// its HTTP errors; OpenAI-compatible servers name a type or code), so that it is retried as that
+    /// status would be. An error of a type not listed is final.
+    static func status(ofStreamError type: String?) -> Int {
+        switch type {
+        case "overloaded_error": 529
+        case "api_error", "server_error", "internal_error": 500
+        case "rate_limit_error", "rate_limit_exceeded": 429
+        case "timeout_error": 504
+        case "authentication_error", "invalid_api_key": 401
+        case "permission_error": 403
+        default: 400
         }
     }
 

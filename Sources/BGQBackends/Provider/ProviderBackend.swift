@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import Foundation
 
 /// Sessions that are conversations with a provider's API (OpenAI-compatible or Anthropic), called directly.
@@ -7,6 +6,10 @@ import Foundation
 /// The conversation lives in the database as session message rows (the prompt as a `user` message,
 /// the reply as the `result`), so `bgq enqueue --session` continues it: the next request carries the
 /// earlier turns. A call runs on the HTTP client's event loop; the worker's loop is woken when the reply is in.
+/// Replies are streamed: each poll stores the text that arrived since the last one as an assistant `text`
+/// message (so `bgq show` shows the answer growing, and the task's progress time moves while tokens come),
+/// and the `result` carries the whole answer; only the `user` and `result` rows are sent again as turns.
+/// A stream that ends before its last event is retried like a dropped connection.
 /// 429 and 5xx are retried with the provider's retry-after or exponential backoff with jitter, a bounded
 /// number of times; while backing off the task keeps its slot, because the limit is what protects the
 /// provider. A worker that adopts a task after a crash sends the request again (the reply was lost with
@@ -23,6 +26,11 @@ public final class ProviderBackend: SessionBackend {
     let loadConversation: (_ sessionID: String, _ exceptTaskID: String) throws -> [SessionMessage]
     /// Wakes the worker's loop from another thread (a reply came in, a retry is due).
     let wake: @Sendable () -> Void
+    /// The tokens a task's calls spent (every attempt's, as the provider reported them), once it ends;
+    /// by default kept for the worker to take (`takeUsageReports`).
+    package var reportUsage: ((_ taskID: String, _ usage: TokenUsage) -> Void)?
+    /// Usage reported and not taken by the worker yet.
+    var usageReports: [SessionUsage] = []
     private let ready = ReadySet()
     /// Sessions with a call in flight or a retry scheduled, by task id (for abort).
     var active: [String: State] = [:]
@@ -42,6 +50,12 @@ public final class ProviderBackend: SessionBackend {
         var retryNote: String?
         var outcome: (text: String, isError: Bool)?
         var promptStored: Bool
+        /// The current attempt's reply as it arrives, and when the attempt began.
+        var reader: ProviderReplyReader?
+        var attemptStartedNanos: UInt64 = 0
+        /// The tokens of the attempts that ended.
+        var usage = TokenUsage()
+        var usageReported = false
         init(request: HTTPRequest, baseURL: String, keyVariable: String, promptStored: Bool) {
             self.request = request
             self.endpointText = "\(request.endpoint) at \(baseURL)"
@@ -106,6 +120,11 @@ public final class ProviderBackend: SessionBackend {
 
     public func takeReadyTaskIDs() -> [String] { ready.take() }
 
+    public func takeUsageReports() -> [SessionUsage] {
+        defer { usageReports.removeAll() }
+        return usageReports
+    }
+
     public func poll(_ session: ActiveSession) -> PollResult {
         let task = session.task
         let state: State
@@ -138,6 +157,13 @@ public final class ProviderBackend: SessionBackend {
             state.promptStored = true
             newMessages += session.transcript.apply([.message(role: .user, kind: .text, tool: nil, text: task.prompt)], at: now)
         }
+        // The answer so far: what came since the last poll becomes a message; `bgq show` shows the tail.
+        var madeProgress = false
+        if let (fresh, tail) = state.reader?.takeNewText(tail: 2000), !fresh.isEmpty {
+            newMessages += session.transcript.apply([.message(role: .assistant, kind: .text, tool: nil, text: fresh)], at: now)
+            session.transcript.lastMessage = tail
+            madeProgress = true
+        }
         if let outcome = state.outcome { return finish(session, state, outcome, messages: newMessages) }
         if state.inFlight == nil {
             if let due = state.retryDueNanos, DispatchTime.now().uptimeNanoseconds < due {
@@ -147,16 +173,17 @@ public final class ProviderBackend: SessionBackend {
             return PollResult(status: .busy, newMessages: newMessages, madeProgress: false, waiting: true)
         }
         guard let result = state.box.get() else {
-            // Waiting for the provider: the request's own timeout bounds the wait, not the stale rule.
-            return PollResult(status: .busy, newMessages: newMessages, madeProgress: false, waiting: true)
+            // Waiting for the provider: the request's own timeouts bound the wait, not the stale rule.
+            return PollResult(status: .busy, newMessages: newMessages, madeProgress: madeProgress, waiting: true)
         }
         state.inFlight = nil
         state.box.clear()
+        state.usage = state.usage + (state.reader?.usage ?? TokenUsage())
         if let outcome = judge(result, state: state, taskID: task.id) {
             state.outcome = outcome
             return finish(session, state, outcome, messages: newMessages)
         }
-        return PollResult(status: .retry(message: state.retryNote ?? "retrying"), newMessages: newMessages, madeProgress: false, waiting: true)
+        return PollResult(status: .retry(message: state.retryNote ?? "retrying"), newMessages: newMessages, madeProgress: madeProgress, waiting: true)
     }
 
     var now: Instant { Instant(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) }
@@ -166,11 +193,15 @@ public final class ProviderBackend: SessionBackend {
         let ready = self.ready
         let wake = self.wake
         let box = state.box
-        state.inFlight = http.start(state.request) { result in
+        let reader = ProviderReplyReader(api: api)
+        state.reader = reader
+        state.attemptStartedNanos = DispatchTime.now().uptimeNanoseconds
+        state.inFlight = http.stream(state.request, onHead: { _, headers in reader.head(headers: headers) },
+                                     onBodyPart: { reader.part($0) }, completion: { result in
             box.set(result)
             ready.insert(taskID)
             wake()
-        }
+        })
     }
 
     /// The outcome of one exchange, or nil when a retry was scheduled.
@@ -183,29 +214,80 @@ public final class ProviderBackend: SessionBackend {
             // again changes nothing.
             return ("request to \(state.endpointText) failed: \(failure)", true)
         case .failure(let failure):
-            let detail: String
-            if case .unreachable(let why) = failure { detail = why } else { detail = failure.description }
-            let problem = "provider unreachable at \(state.baseURL) (\(detail))"
-            return scheduleRetry(state, taskID: taskID, headers: [:], problem: problem)
-                ? nil : ("\(problem) (gave up after \(state.retries) retries)", true)
+            let problem = state.reader?.started == true ? brokenStream(failure, state: state) : "provider unreachable at \(state.baseURL) (\(Self.detail(failure)))"
+            return retryOrGiveUp(state, taskID: taskID, headers: [:], problem: problem)
         case .success(let response) where (200..<300).contains(response.status):
-            switch api.reply(response.body) {
-            case .text(let text): return (text, false)
-            case .malformed(let detail): return ("\(state.endpointText) answered with an unexpected body (\(detail))", true)
-            }
+            return judgeReply(state, taskID: taskID)
         case .success(let response):
             let (message, code) = api.errorDetail(response.body)
-            if response.status == 401 || response.status == 403 {
-                return ("authentication failed at \(state.baseURL) (HTTP \(response.status)): \(message). Set \(state.keyVariable) in the worker's environment (or name another variable with `bgq agents add … --api-key-env NAME`)", true)
-            }
-            if code == "insufficient_quota" {
-                return ("\(message) (insufficient_quota from \(state.baseURL): not retried; add credit or use another key)", true)
-            }
-            let problem = "HTTP \(response.status) from \(state.endpointText): \(message)"
-            guard ProviderRetryPolicy.isRetryable(status: response.status) else { return (problem, true) }
-            return scheduleRetry(state, taskID: taskID, headers: response.headers, problem: problem)
-                ? nil : ("\(problem) (gave up after \(state.retries) retries)", true)
+            return judgeError(state, taskID: taskID, status: response.status, message: message, code: code, headers: response.headers,
+                              problem: "HTTP \(response.status) from \(state.endpointText): \(message)")
         }
+    }
+
+    /// A 2xx reply: a whole stream, an error reported inside it, one that broke off, or a plain JSON body.
+    func judgeReply(_ state: State, taskID: String) -> (text: String, isError: Bool)? {
+        let body = state.reader?.body ?? .none
+        switch body {
+        case .none, .whole:
+            // A server that ignored `stream`: its one JSON body, read as a non-streamed reply.
+            guard case .whole(let data) = body else { return ("\(state.endpointText) answered without a body", true) }
+            switch api.reply(data) {
+            case .text(let text, let usage):
+                state.usage = state.usage + usage
+                return (text, false)
+            case .malformed(let detail): return ("\(state.endpointText) answered with an unexpected body (\(detail))", true)
+            }
+        case .events(let decoder):
+            switch decoder.state {
+            case .complete:
+                return (decoder.text, false)
+            case .providerError(let message, let type):
+                // Anthropic's `overloaded_error` stands for the 529 it would have answered before streaming.
+                return judgeError(state, taskID: taskID, status: ProviderAPI.status(ofStreamError: type), message: message, code: type,
+                                  headers: [:], problem: "error event\(type.map { " (\($0))" } ?? "") in the stream from \(state.endpointText): \(message)")
+            case .malformed(let detail):
+                return ("\(state.endpointText) sent an unexpected event stream (\(detail))", true)
+            case .open:
+                let end = api == .openai ? "data: [DONE]" : "message_stop"
+                let problem = "the stream from \(state.endpointText) ended without \(end) after \(decoder.text.count) characters (a truncated reply)"
+                return retryOrGiveUp(state, taskID: taskID, headers: [:], problem: problem)
+            }
+        }
+    }
+
+    /// An error the provider answered (its status, or the status an error event stands for).
+    func judgeError(_ state: State, taskID: String, status: Int, message: String, code: String?, headers: [String: String],
+                    problem: String) -> (text: String, isError: Bool)? {
+        if status == 401 || status == 403 {
+            return ("authentication failed at \(state.baseURL) (HTTP \(status)): \(message). Set \(state.keyVariable) in the worker's environment (or name another variable with `bgq agents add … --api-key-env NAME`)", true)
+        }
+        if code == "insufficient_quota" {
+            return ("\(message) (insufficient_quota from \(state.baseURL): not retried; add credit or use another key)", true)
+        }
+        guard ProviderRetryPolicy.isRetryable(status: status) else { return (problem, true) }
+        return retryOrGiveUp(state, taskID: taskID, headers: headers, problem: problem)
+    }
+
+    /// Why a stream that had begun broke off: it stalled (the read timeout between two parts), ran past
+    /// the request's deadline, or lost its connection.
+    func brokenStream(_ failure: HTTPFailure, state: State) -> String {
+        guard failure == .timedOut else { return "the stream from \(state.endpointText) broke off (\(Self.detail(failure)))" }
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - state.attemptStartedNanos) / 1e9
+        if elapsed >= state.request.timeoutSeconds {
+            return "the stream from \(state.endpointText) timed out: not done within the request's \(spelledDuration(milliseconds: Int64(state.request.timeoutSeconds * 1000)))"
+        }
+        return "the stream from \(state.endpointText) timed out: nothing arrived for \(spelledDuration(milliseconds: http.settings.readTimeoutMs)) (\(HTTPSettings.readTimeoutVariable))"
+    }
+
+    static func detail(_ failure: HTTPFailure) -> String {
+        if case .unreachable(let why) = failure { return why }
+        return failure.description
+    }
+
+    /// A retry if the policy allows one (nil), else the task's error.
+    func retryOrGiveUp(_ state: State, taskID: String, headers: [String: String], problem: String) -> (text: String, isError: Bool)? {
+        scheduleRetry(state, taskID: taskID, headers: headers, problem: problem) ? nil : ("\(problem) (gave up after \(state.retries) retries)", true)
     }
 
     /// Schedules the next try if the policy allows one; wakes the worker when it is due.
@@ -226,6 +308,14 @@ public final class ProviderBackend: SessionBackend {
 
     func finish(_ session: ActiveSession, _ state: State?, _ outcome: (text: String, isError: Bool), messages: [SessionMessage] = []) -> PollResult {
         active[session.task.id] = nil
+        if let state, !state.usage.isEmpty, !state.usageReported {
+            state.usageReported = true
+            if let reportUsage {
+                reportUsage(session.task.id, state.usage)
+            } else {
+                usageReports.append(SessionUsage(taskID: session.task.id, inputTokens: state.usage.inputTokens, outputTokens: state.usage.outputTokens))
+            }
+        }
         var stored = messages
         if session.transcript.result == nil {
             stored += session.transcript.apply([.result(text: outcome.text, isError: outcome.isError)], at: now)

@@ -28,6 +28,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// Duration, limit, priority, retry and timeout arguments, through the commands' own parsing and
     /// `validate()`.
     case arguments
+    /// A `text/event-stream` body (a provider's streamed reply): the SSE parser fed in two parts (the
+    /// first byte picks where to cut) must give exactly what it gives fed whole; both provider stream
+    /// decoders read the same bytes.
+    case sse
 
     /// Runs the target on one input.
     public func run(_ data: Data) {
@@ -42,6 +46,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .jsonc: Self.jsonc(data)
         case .mcp: Self.mcp(data)
         case .arguments: Self.arguments(data)
+        case .sse: Self.sse(data)
         }
     }
 
@@ -121,5 +126,29 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         }
         let (command, prefix) = argumentCommands[Int(first) % argumentCommands.count]
         _ = try? command.parse(prefix + values + (command == BGQCommand.Enqueue.self ? ["prompt"] : []))
+    }
+
+    static func sse(_ data: Data) {
+        guard let first = data.first else { return }
+        let body = Array(data.dropFirst())
+        // A small cap, so that inputs of libFuzzer's size reach it.
+        var whole = ServerSentEventParser(maxEventBytes: 4096), parts = whole
+        let expected = try? whole.feed(body)
+        let cut = Int(first) * body.count / 255
+        let split = try? parts.feed(body[..<cut]) + parts.feed(body[cut...])
+        if expected != split || whole.hasIncompleteEvent != parts.hasIncompleteEvent || whole.retryMs != parts.retryMs
+            || whole.lastEventID != parts.lastEventID {
+            fatalError("the event stream parsed differently when cut at \(cut) of \(body.count) bytes")
+        }
+        for event in expected ?? [] where event.isValidUTF8 && event.data.contains("\u{FFFD}") && !String(decoding: body, as: UTF8.self).contains("\u{FFFD}") {
+            fatalError("an event flagged valid UTF-8 holds a replacement character the input did not")
+        }
+        for api in [ProviderAPI.openai, .anthropic] {
+            var decoder = ProviderStreamDecoder(api: api)
+            decoder.feed(body)
+            if decoder.state == .complete, decoder.text.contains("\u{FFFD}"), !String(decoding: body, as: UTF8.self).contains("\u{FFFD}") {
+                fatalError("a complete reply holds a replacement character the input did not")
+            }
+        }
     }
 }

@@ -138,6 +138,8 @@ public protocol SessionBackend: AnyObject {
     /// When the session ended, if it has and the backend can tell: a session adopted after it ended
     /// does not count the wait for adoption as run time.
     func runEndedAt(_ task: TaskRecord) -> Instant?
+    /// The tokens spent by sessions that ended since the last call (a provider's API reports them).
+    func takeUsageReports() -> [SessionUsage]
 }
 
 extension SessionBackend {
@@ -149,6 +151,20 @@ extension SessionBackend {
     public func escalateAbort(_ task: TaskRecord, signal: Int32) {}
     public func lastLog(_ task: TaskRecord) -> RunLog? { nil }
     public func runEndedAt(_ task: TaskRecord) -> Instant? { nil }
+    public func takeUsageReports() -> [SessionUsage] { [] }
+}
+
+/// What a session's calls spent, as the provider reported it (nil: not reported).
+public struct SessionUsage: Sendable, Equatable {
+    public var taskID: String
+    public var inputTokens: Int?
+    public var outputTokens: Int?
+
+    public init(taskID: String, inputTokens: Int?, outputTokens: Int?) {
+        self.taskID = taskID
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+    }
 }
 
 /// What became of a start that a dead worker never recorded.
