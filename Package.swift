@@ -52,6 +52,9 @@ let package = Package(
         // libFuzzer targets, one per parser of outside input (Scripts/fuzz builds it with -sanitize=fuzzer,
         // -DBGQ_FUZZ and its own scratch path); a plain build makes a stub that says how to fuzz.
         .executableTarget(name: "bgq-fuzz", dependencies: ["BGQCLI"], path: "Sources/BGQFuzz"),
+        // The store conformance suite: written against the contract (BGQCore) only; each engine runs it by
+        // handing in a factory (StoreFactory+SQLite.swift is the one file that knows SQLite).
+        .testTarget(name: "BGQStoreConformanceTests", dependencies: ["BGQCore", "BGQSQLite"]),
         // Tests run the built `bgq` binary as real processes, so they depend on it.
         .testTarget(
             name: "BGQKitTests",

@@ -7,7 +7,8 @@ import Testing
 @testable import BGQScheduler
 @testable import BGQSystem
 
-/// The store's behaviour as the queue's users see it: what gets stored, claimed, limited and recorded.
+/// The SQLite store's own behaviour, and the concurrency key rule. What every engine must guarantee
+/// (claims, limits, guarded transitions, events, TTL) is in Tests/BGQStoreConformanceTests.
 @Suite struct StoreTests {
     // MARK: - Helpers
 
@@ -29,24 +30,6 @@ import Testing
 
     // MARK: - Enqueue
 
-    @Test func enqueueBatchIsAllOrNothing() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        // The third task breaks a CHECK constraint (priority out of range) after two were inserted.
-        var bad = Self.task("bad")
-        bad.priority = 5_000_000
-        #expect(throws: (any Error).self) {
-            _ = try store.enqueue([Self.task("a"), Self.task("b"), bad, Self.task("c")])
-        }
-        #expect(try Self.count(store, "SELECT count(*) FROM tasks") == 0)
-        #expect(try Self.count(store, "SELECT count(*) FROM task_history") == 0)
-        // A task continuing a session that does not exist fails the batch the same way.
-        var orphan = Self.task("orphan")
-        orphan.sessionID = "ses_000000000000"
-        #expect(throws: (any Error).self) { _ = try store.enqueue([Self.task("a"), orphan]) }
-        #expect(try Self.count(store, "SELECT count(*) FROM tasks") == 0)
-    }
-
     @Test func jsonlBatchWithABadLineStoresNothing() throws {
         let db = TempDatabase()
         let lines = [
@@ -62,200 +45,7 @@ import Testing
         #expect(try Self.count(store, "SELECT count(*) FROM tasks") == 0)
     }
 
-    @Test func enqueueWithASessionContinuesIt() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        let first = try store.enqueue([Self.task("first")])[0]
-        let worker = try Self.worker(store)
-        let claimed = try #require(try store.claimTasks(workerID: worker, capacity: 1).first)
-        #expect(claimed.id == first.id)
-        let sessionID = Identifier.newSessionID()
-        #expect(try store.recordSessionStart(claimed, workerID: worker,
-                                             start: SessionStart(sessionID: sessionID, backend: "noop", externalID: nil, run: .init())) == .owned)
-        try Self.complete(store, try #require(try store.task(id: first.id)), worker: worker)
-
-        var next = Self.task("follow-up")
-        next.sessionID = sessionID
-        let continued = try store.enqueue([next])[0]
-        #expect(continued.sessionID == sessionID)
-        #expect(continued.continuesSession)
-        #expect(try Self.count(store, "SELECT continues_session FROM tasks WHERE id = ?", [.text(continued.id)]) == 1)
-        #expect(try Self.count(store, "SELECT continues_session FROM tasks WHERE id = ?", [.text(first.id)]) == 0)
-    }
-
-    // MARK: - Guarded transitions
-
-    @Test func finishByAnotherWorkerIsLostAndChangesNothing() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        try store.setLimit(.model, name: "acme/m", value: 2)
-        _ = try store.enqueue([Self.task("t", model: "acme/m")])
-        let owner = try Self.worker(store, "owner")
-        let running = try #require(try store.claimTasks(workerID: owner, capacity: 1).first)
-        let before = try #require(try store.task(id: running.id))
-        let eventsBefore = try store.events(taskID: running.id)
-
-        #expect(try store.finish(running, workerID: "wrk_other", outcome: .completed(result: "stolen")) == .lost)
-        #expect(try store.finish(running, workerID: "wrk_other", outcome: .failed(error: "nope")) == .lost)
-        #expect(try store.finish(running, workerID: "wrk_other", outcome: .requeued(reason: "nope", delayMs: 0)) == .lost)
-
-        let after = try #require(try store.task(id: running.id))
-        #expect(after == before)
-        #expect(after.status == .running)
-        #expect(after.workerID == owner)
-        #expect(after.result == nil)
-        #expect(try store.events(taskID: running.id) == eventsBefore)
-        #expect(try Self.count(store, "SELECT count(*) FROM slot_leases WHERE task_id = ?", [.text(running.id)]) == 1)
-    }
-
-    @Test func finishWithAStaleAttemptIsLost() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        _ = try store.enqueue([Self.task("t")])
-        let owner = try Self.worker(store)
-        let running = try #require(try store.claimTasks(workerID: owner, capacity: 1).first)
-        var stale = running
-        stale.attempt -= 1
-        #expect(try store.finish(stale, workerID: owner, outcome: .completed(result: "old")) == .lost)
-        #expect(try store.task(id: running.id)?.status == .running)
-    }
-
-    // MARK: - Claims and limits
-
-    @Test func claimRespectsAModelLimit() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        try store.setLimit(.model, name: "acme/model-x", value: 2)
-        _ = try store.enqueue((0..<5).map { Self.task("t\($0)", model: "acme/model-x") })
-        let worker = try Self.worker(store)
-        let claimed = try store.claimTasks(workerID: worker, capacity: 10)
-        #expect(claimed.count == 2)
-        #expect(try Self.count(store, "SELECT count(*) FROM slot_leases") == 2)
-        #expect(try Self.count(store, "SELECT count(*) FROM tasks WHERE status = 'running'") == 2)
-        #expect(try Self.count(store, "SELECT count(*) FROM tasks WHERE status = 'pending'") == 3)
-        // A second worker gets nothing while the key is full.
-        let second = try Self.worker(store, "second")
-        #expect(try store.claimTasks(workerID: second, capacity: 10).isEmpty)
-    }
-
-    @Test func providerLimitIsSharedAcrossModels_issue3968() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        try store.setLimit(.provider, name: "anthropic", value: 3)
-        _ = try store.enqueue((0..<4).map { Self.task("a\($0)", model: "anthropic/a") } + (0..<4).map { Self.task("b\($0)", model: "anthropic/b") })
-        let first = try Self.worker(store, "one")
-        let second = try Self.worker(store, "two")
-        let claimed = try store.claimTasks(workerID: first, capacity: 10) + store.claimTasks(workerID: second, capacity: 10)
-        #expect(claimed.count == 3)
-        #expect(try Self.count(store, "SELECT count(*) FROM tasks WHERE status = 'running'") == 3)
-        #expect(Set(claimed.compactMap(\.concurrencyKey)) == ["provider:anthropic"])
-        let usage = try store.keyUsage().first { $0.key == "provider:anthropic" }
-        #expect(usage?.running == 3)
-        #expect(usage?.limit == 3)
-        #expect(usage?.pending == 5)
-    }
-
-    @Test func bareModelLimitMatchesProviderQualifiedModel() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        try store.setLimit(.model, name: "claude-opus-4-5", value: 2)
-        try store.setLimit(.provider, name: "anthropic", value: 10)
-        _ = try store.enqueue((0..<5).map { Self.task("t\($0)", model: "anthropic/claude-opus-4-5") })
-        let worker = try Self.worker(store)
-        let claimed = try store.claimTasks(workerID: worker, capacity: 10)
-        #expect(claimed.count == 2)
-        #expect(Set(claimed.compactMap(\.concurrencyKey)) == ["model:claude-opus-4-5"])
-    }
-
-    @Test func priorityFirstThenFIFOWithinAKey() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        try store.setLimit(.model, name: "acme/m", value: 1)
-        let tasks = try store.enqueue([
-            Self.task("old-low", model: "acme/m"), Self.task("mid-low", model: "acme/m"),
-            Self.task("high-1", model: "acme/m", priority: 5), Self.task("new-low", model: "acme/m"),
-            Self.task("high-2", model: "acme/m", priority: 5),
-        ])
-        #expect(tasks.count == 5)
-        let worker = try Self.worker(store)
-        var order: [String] = []
-        for _ in 0..<5 {
-            let claimed = try store.claimTasks(workerID: worker, capacity: 10)
-            #expect(claimed.count == 1)
-            guard let task = claimed.first else { break }
-            order.append(task.description)
-            try Self.complete(store, task, worker: worker)
-        }
-        #expect(order == ["high-1", "high-2", "old-low", "mid-low", "new-low"])
-    }
-
-    @Test func fullKeyDoesNotBlockAnotherKey() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        try store.setLimit(.model, name: "acme/busy", value: 1)
-        // Many older tasks wait on the busy key; one newer task on another key.
-        _ = try store.enqueue((0..<5).map { Self.task("busy\($0)", model: "acme/busy") })
-        let worker = try Self.worker(store)
-        let firstClaim = try store.claimTasks(workerID: worker, capacity: 1)
-        #expect(firstClaim.map(\.description) == ["busy0"])
-        _ = try store.enqueue([Self.task("free", model: "other/free")])
-        let secondClaim = try store.claimTasks(workerID: worker, capacity: 1)
-        #expect(secondClaim.map(\.description) == ["free"])
-        #expect(try store.claimTasks(workerID: worker, capacity: 5).isEmpty)
-    }
-
-    @Test func loweredLimitAppliesToNewClaimsAtOnce() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        try store.setLimit(.model, name: "acme/m", value: 3)
-        _ = try store.enqueue((0..<6).map { Self.task("t\($0)", model: "acme/m") })
-        let worker = try Self.worker(store)
-        let running = try store.claimTasks(workerID: worker, capacity: 10)
-        #expect(running.count == 3)
-        try store.setLimit(.model, name: "acme/m", value: 1)
-        #expect(try store.claimTasks(workerID: worker, capacity: 10).isEmpty)
-        // Two of three finish: one still runs, which fills the lowered limit.
-        try Self.complete(store, running[0], worker: worker)
-        try Self.complete(store, running[1], worker: worker)
-        #expect(try store.claimTasks(workerID: worker, capacity: 10).isEmpty)
-        try Self.complete(store, running[2], worker: worker)
-        #expect(try store.claimTasks(workerID: worker, capacity: 10).count == 1)
-        #expect(try Self.count(store, "SELECT count(*) FROM tasks WHERE status = 'running'") == 1)
-    }
-
-    @Test func raisedLimitLetsWaitingTasksBeClaimedAtOnce() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        try store.setLimit(.model, name: "acme/m", value: 1)
-        _ = try store.enqueue((0..<5).map { Self.task("t\($0)", model: "acme/m") })
-        let worker = try Self.worker(store)
-        #expect(try store.claimTasks(workerID: worker, capacity: 10).count == 1)
-        #expect(try store.claimTasks(workerID: worker, capacity: 10).isEmpty)
-        try store.setLimit(.model, name: "acme/m", value: 3)
-        #expect(try store.claimTasks(workerID: worker, capacity: 10).count == 2)
-        #expect(try Self.count(store, "SELECT count(*) FROM tasks WHERE status = 'running'") == 3)
-        #expect(try Self.count(store, "SELECT count(*) FROM slot_leases") == 3)
-    }
-
-    @Test func zeroLimitMeansUnlimited() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        try store.setLimit(.provider, name: "acme", value: 0)
-        _ = try store.enqueue((0..<8).map { Self.task("t\($0)", model: "acme/m") })
-        let worker = try Self.worker(store)
-        #expect(try store.claimTasks(workerID: worker, capacity: 100).count == 8)
-        #expect(try Self.count(store, "SELECT count(*) FROM slot_leases") == 0)
-    }
-
-    @Test func defaultLimitIsFivePerModel() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        _ = try store.enqueue((0..<7).map { Self.task("a\($0)", model: "acme/a") } + (0..<7).map { Self.task("b\($0)", model: "acme/b") })
-        let worker = try Self.worker(store)
-        let claimed = try store.claimTasks(workerID: worker, capacity: 100)
-        #expect(claimed.filter { $0.model == "acme/a" }.count == 5)
-        #expect(claimed.filter { $0.model == "acme/b" }.count == 5)
-    }
+    // MARK: - Slots (engine-neutral claims, limits and transitions: Tests/BGQStoreConformanceTests)
 
     @Test func finishingDeletesTheLeaseInTheSameTransaction() throws {
         let db = TempDatabase()
@@ -281,22 +71,6 @@ import Testing
         try Self.complete(store, running, worker: worker)
         #expect(try Self.count(store, "SELECT count(*) FROM slot_leases") == 0)
         #expect(try store.task(id: running.id)?.status == .completed)
-    }
-
-    @Test func taskEventsRecordEveryTransitionWithWorkerAndAttempt() throws {
-        let db = TempDatabase()
-        let store = try db.store()
-        let task = try store.enqueue([Self.task("t")])[0]
-        let worker = try Self.worker(store)
-        let running = try #require(try store.claimTasks(workerID: worker, capacity: 1).first)
-        try Self.complete(store, running, worker: worker, result: "all good")
-        let events = try store.events(taskID: task.id)
-        #expect(events.map(\.from) == [nil, .pending, .running])
-        #expect(events.map(\.to) == [.pending, .running, .completed])
-        #expect(events.map(\.workerID) == [nil, worker, worker])
-        #expect(events.map(\.attempt) == [0, 1, 1])
-        #expect(TaskStatus.isValidPath(events.map(\.to)))
-        #expect(zip(events, events.dropFirst()).allSatisfy { $0.at <= $1.at })
     }
 
     // MARK: - Limits.concurrencyKey
@@ -358,23 +132,6 @@ import Testing
     }
 
     // MARK: - Time
-
-    @Test func queuedTaskTimesOutAfterThirtyMinutes() throws {
-        let db = TempDatabase()
-        let clock = ManualClock()
-        let store = try db.store(clock: clock)
-        let old = try store.enqueue([Self.task("old")])[0]
-        clock.advance(milliseconds: 29 * 60_000)
-        let young = try store.enqueue([Self.task("young")])[0]
-        #expect(try store.expireQueuedTasks(ttlMs: 30 * 60_000).isEmpty)
-        clock.advance(milliseconds: 60_000 + 1)
-        #expect(try store.expireQueuedTasks(ttlMs: 30 * 60_000) == [old.id])
-        let expired = try #require(try store.task(id: old.id))
-        #expect(expired.status == .error)
-        #expect(expired.error == "Task timed out while queued (30 minutes)")
-        #expect(expired.finishedAt == clock.now())
-        #expect(try store.task(id: young.id)?.status == .pending)
-    }
 
     @Test func finishedTaskIsNeverNotFoundLater() throws {
         let db = TempDatabase()
