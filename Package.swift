@@ -39,7 +39,7 @@ let package = Package(
             name: "BGQBackends",
             dependencies: ["BGQCore", "BGQSystem", .product(name: "AsyncHTTPClient", package: "async-http-client")]
         ),
-        .target(name: "BGQScheduler", dependencies: ["BGQCore", "BGQSystem", "BGQBackends"]),
+        .target(name: "BGQScheduler", dependencies: ["BGQCore", "BGQSystem"]),
         .target(
             name: "BGQCLI",
             dependencies: [

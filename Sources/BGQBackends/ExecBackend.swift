@@ -12,7 +12,7 @@ import Foundation
 public final class ExecBackend: SessionBackend {
     let environment: [String: String]
     /// Exits reaped by the worker, by pid.
-    public var reapedExits: [Int32: ChildExit] = [:]
+    var reapedExits: [Int32: ChildExit] = [:]
     /// Most bytes read from one log per poll.
     let maxReadPerPoll = 4 << 20
     /// Most bytes of stdout kept as a plain-text result.
@@ -76,15 +76,29 @@ public final class ExecBackend: SessionBackend {
         return SessionStart(sessionID: request.sessionID, backend: "exec", externalID: request.resumeExternalID, run: run)
     }
 
+    public func childExited(pid: Int32, exit: ChildExit) {
+        // Bounded: most exits are read at once by the session's next poll; the rest are never asked for.
+        if reapedExits.count >= 10_000 { reapedExits.removeAll() }
+        reapedExits[pid] = exit
+    }
+
+    /// An agent whose start was never recorded is found by its environment or its exit file; while only
+    /// its folder exists, it may be starting right now.
+    public func unrecordedStart(_ task: TaskRecord, runsDirectory: String, host: String) -> UnrecordedStart {
+        guard task.run.pid == nil && task.run.directory == nil else { return .recorded }
+        if let run = findUnrecordedSession(task, runsDirectory: runsDirectory, host: host) { return .found(run) }
+        return mayHaveStarted(task, runsDirectory: runsDirectory) ? .mayBeStarting : .notStarted
+    }
+
     /// Whether the worker got as far as preparing this attempt's files (so it may have started the agent).
-    public func mayHaveStarted(_ task: TaskRecord, runsDirectory: String) -> Bool {
+    func mayHaveStarted(_ task: TaskRecord, runsDirectory: String) -> Bool {
         FileManager.default.fileExists(atPath: RunFolders.directory(runsDirectory: runsDirectory, task: task))
     }
 
     /// A session that was started but never recorded (its worker died between spawning the agent and
     /// writing the start): found by the task id and attempt in the agent's environment, or by the exit
     /// file it left. Nil when nothing was started, so the task can safely run again.
-    public func findUnrecordedSession(_ task: TaskRecord, runsDirectory: String, host: String) -> TaskRecord.RunHandle? {
+    func findUnrecordedSession(_ task: TaskRecord, runsDirectory: String, host: String) -> TaskRecord.RunHandle? {
         let directory = RunFolders.directory(runsDirectory: runsDirectory, task: task)
         var run = TaskRecord.RunHandle()
         run.host = host
@@ -247,7 +261,7 @@ public final class ExecBackend: SessionBackend {
     }
 
     /// The last lines of a run's stderr file, if it has any.
-    public static func stderrTail(directory: String) -> String? {
+    static func stderrTail(directory: String) -> String? {
         let path = directory + "/stderr"
         guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? handle.close() }
@@ -263,10 +277,20 @@ public final class ExecBackend: SessionBackend {
         ProcessSupport.signalGroup(pid, SIGINT)
     }
 
+    /// An agent may ignore SIGINT: while its process is there, the abort goes on to SIGTERM and SIGKILL.
+    public func needsEscalation(_ task: TaskRecord) -> Bool {
+        guard let pid = task.run.pid else { return false }
+        return ProcessSupport.isRunning(pid: pid, start: task.run.pidStart)
+    }
+
     /// Escalation step of an abort: SIGTERM, then SIGKILL, to the group.
-    public func escalate(_ task: TaskRecord, signal: Int32) {
+    public func escalateAbort(_ task: TaskRecord, signal: Int32) {
         guard let pid = task.run.pid, ProcessSupport.isRunning(pid: pid, start: task.run.pidStart) else { return }
         ProcessSupport.signalGroup(pid, signal)
+    }
+
+    public func lastLog(_ task: TaskRecord) -> RunLog? {
+        task.run.directory.map { RunLog(path: $0 + "/stderr", tail: Self.stderrTail(directory: $0)) }
     }
 
     public func adoptionCheck(_ task: TaskRecord, host: String) -> AdoptionCheck {

@@ -58,7 +58,11 @@ extension BGQCommand {
             if let directory = runsDir ?? ProcessInfo.processInfo.environment["BGQ_RUNS_DIR"].flatMap({ $0.isEmpty ? nil : $0 }) {
                 options.runsDirectory = Paths.absolute(directory)
             }
-            try Worker(store: store, options: options).run()
+            // Every backend of this build, made when a task first needs it.
+            let backends = BackendRegistry()
+            StandardBackends.install(into: backends, environment: ProcessInfo.processInfo.environment, conversations: store,
+                                     wake: WakeUp.signalSafeWake)
+            try Worker(store: store, options: options, backends: backends).run()
         }
     }
 

@@ -1,4 +1,3 @@
-import BGQBackends
 import BGQCore
 import BGQSystem
 import Foundation

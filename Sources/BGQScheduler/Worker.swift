@@ -1,4 +1,3 @@
-import BGQBackends
 import BGQCore
 import BGQSystem
 import Foundation
@@ -29,95 +28,52 @@ public struct WorkerOptions: Sendable {
 /// One `bgq worker` process: claims pending tasks under the limits, runs their sessions, polls them,
 /// writes every transition, reaps dead workers and adopts their sessions.
 ///
-/// Single-threaded: one loop, one SQLite connection. It wakes every `wakeIntervalMs` to check
-/// `PRAGMA data_version` (did another process commit?) and reap exited children; it claims at once
-/// after a local completion or a change seen in the database, so a freed slot is handed off in
-/// milliseconds without busy polling.
+/// Single-threaded: one loop, one database connection. The loop is all this type does; each job is a
+/// small service (claimer, session poller, reaper, hook runner, notice sender, maintenance) sharing one
+/// `WorkerContext`. It wakes every `wakeIntervalMs` to ask the store's change feed whether another
+/// process committed and to reap exited children; it claims at once after a local completion or a
+/// change seen in the database, so a freed slot is handed off in milliseconds without busy polling.
 public final class Worker {
-    let store: any QueueStore
-    let clock: Clock
-    var options: WorkerOptions
-    let log: WorkerLog
-    let exec: ExecBackend
-    let noop = NoopBackend()
-    let environment: [String: String]
-    /// HTTP backends, made when a task first needs one (an exec-only worker never opens a socket or loads libssl).
-    lazy var http = HTTPClient(environment: environment)
-    lazy var opencode = OpenCodeBackend(http: http, environment: environment)
-    lazy var openai = makeProviderBackend(.openai)
-    lazy var anthropic = makeProviderBackend(.anthropic)
-    /// Which HTTP backends exist yet (the lazy ones above), to collect their ready sessions.
-    var httpBackends: [SessionBackend] = []
-    let host = ProcessSupport.hostName
-    public private(set) var workerID = ""
-    var settings = Settings()
-    /// Why the stored settings were last refused, already reported.
-    var rejectedSettings: String?
-    var registry = AgentRegistry(userAgents: [])
-    var sessions: [String: ActiveSession] = [:]
-    var aborts: [PendingAbort] = []
-    /// Tells the loop when anything was committed (made at `register`).
-    var feed: ChangeFeed?
-    var wantClaim = true
+    let context: WorkerContext
+    let lease: WorkerLease
+    let aborter: Aborter
+    let finisher: Finisher
+    let claimer: Claimer
+    let poller: SessionPoller
+    let reaper: Reaper
+    let hooks: HookRunner
+    let notices: NoticeSender
+    let maintenance: Maintenance
     var stopping = false
     var handledSignals = 0
-    /// When the last heartbeat was written (monotonic): a worker whose heartbeat is old may have been
-    /// declared dead, so it checks before starting anything.
-    var lastHeartbeatMonotonic: Int64 = 0
-    /// Orphaned attempts whose agent was not found yet though their files exist: first miss (monotonic).
-    var unfoundStarts: [String: Int64] = [:]
-    /// Completion hooks this worker runs, by pid.
-    var runningHooks: [Int32: (hook: HookRun, deadline: Int64)] = [:]
 
-    struct PendingAbort {
-        var task: TaskRecord
-        var nextSignal: Int32
-        var dueMonotonic: Int64
+    /// - Parameter backends: the session backends this worker may use (`bgq worker` installs them all).
+    public init(store: any QueueStore, options: WorkerOptions, backends: BackendRegistry, clock: Clock = SystemClock()) {
+        context = WorkerContext(store: store, options: options, backends: backends, clock: clock)
+        lease = WorkerLease(context: context)
+        aborter = Aborter(context: context)
+        finisher = Finisher(context: context, aborter: aborter)
+        claimer = Claimer(context: context, lease: lease, finisher: finisher)
+        poller = SessionPoller(context: context, finisher: finisher)
+        reaper = Reaper(context: context, aborter: aborter)
+        hooks = HookRunner(context: context)
+        notices = NoticeSender(context: context)
+        maintenance = Maintenance(context: context)
     }
 
-    public init(store: any QueueStore, options: WorkerOptions, clock: Clock = SystemClock(), environment: [String: String] = ProcessInfo.processInfo.environment) {
-        self.store = store
-        self.options = options
-        self.clock = clock
-        self.log = WorkerLog(format: options.logFormat, clock: clock)
-        self.exec = ExecBackend(environment: environment)
-        self.environment = environment
-        self.runsDirectory = options.runsDirectory ?? store.location.defaultRunsDirectory(environment: environment)
-    }
-
-    /// Where this worker's exec sessions and hooks keep their files.
-    let runsDirectory: String
-
-    func makeProviderBackend(_ api: ProviderAPI) -> ProviderBackend {
-        let backend = ProviderBackend(api: api, http: http, environment: environment)
-        let store = self.store
-        backend.loadConversation = { sessionID, taskID in (try? store.sessionMessages(sessionID: sessionID, exceptTaskID: taskID)) ?? [] }
-        // Not stored yet: the log line is where spend control will pick the counts up.
-        backend.reportUsage = { [log] taskID, usage in
-            let counts = ["input_tokens": usage.inputTokens, "output_tokens": usage.outputTokens].compactMapValues { $0.map(String.init) }
-            log.event("usage", task: taskID, "tokens: \(usage.inputTokens.map(String.init) ?? "?") in, \(usage.outputTokens.map(String.init) ?? "?") out", fields: counts)
-        }
-        httpBackends.append(backend)
-        return backend
-    }
-
-    var pollIntervalMs: Int64 { options.pollIntervalMs ?? settings.pollIntervalMs }
-    var rules: CompletionRules { CompletionRules(settings: settings) }
-    var monotonic: Int64 { clock.monotonicMilliseconds() }
+    public var workerID: String { context.workerID }
+    var options: WorkerOptions { context.options }
+    var log: WorkerLog { context.log }
+    var store: any QueueStore { context.store }
+    var children: ChildExits { ChildExits(context: context, hooks: hooks) }
 
     // MARK: - Life cycle
 
     /// Registers the worker and loads settings, limits and agents.
-    public func register() throws {
-        settings = try store.settings()
-        registry = AgentRegistry(userAgents: try store.userAgents())
-        workerID = try store.registerWorker(WorkerRegistration(name: options.name, host: host, pid: getpid(),
-                                                               maxSessions: options.maxSessions, runsDirectory: runsDirectory))
-        feed = try store.changeFeed()
-        lastHeartbeatMonotonic = monotonic
-        log.workerID = workerID
-        log.event("started", "worker started (name \(options.name), pid \(getpid()), host \(host), max sessions \(options.maxSessions), poll \(pollIntervalMs) ms, db \(store.location))")
-    }
+    public func register() throws { try lease.register() }
+
+    /// Declares silent workers dead and resolves their tasks (see `Reaper`).
+    func reapDeadWorkers() throws { try reaper.reap() }
 
     /// Runs until stopped by a signal (or, with `exitWhenIdle`, until there is nothing left to do).
     ///
@@ -129,10 +85,10 @@ public final class Worker {
         StopSignals.install()
         ProcessSupport.markInheritedDescriptorsCloseOnExec()
         // Pooled connections closed and the event loop stopped, if an HTTP backend made them.
-        defer { http.shutdown() }
+        defer { context.backends.shutdown() }
         try register()
-        reapDeadWorkers()
-        var timers = Timers(now: monotonic, settings: settings, reapIntervalMs: reapIntervalMs)
+        try reaper.reap()
+        var timers = Timers(now: context.monotonic, settings: context.settings, reapIntervalMs: reapIntervalMs)
         var failures = 0
         while true {
             do {
@@ -169,98 +125,70 @@ public final class Worker {
     /// One pass of the loop; returns true when the worker should exit.
     func tick(_ timers: inout Timers) throws -> Bool {
         if try handleSignals() { return true }
-        let now = monotonic
-        collectExitedChildren()
+        let context = self.context
+        let now = context.monotonic
+        children.collect()
         if now >= timers.nextHeartbeat {
-            timers.nextHeartbeat = now + settings.heartbeatIntervalMs
-            try heartbeat()
+            timers.nextHeartbeat = now + context.settings.heartbeatIntervalMs
+            try lease.heartbeat()
         }
-        let changed = try feed?.poll() ?? true
-        if changed { try applyCancelRequests() }
+        let changed = try context.feed?.poll() ?? true
+        if changed { try poller.applyCancelRequests() }
         if changed || now >= timers.nextMaintenance {
-            try startPendingHooks()
-            try deliverParentNotices()
+            try hooks.startPending()
+            try notices.deliver()
         }
         if now >= timers.nextMaintenance {
-            timers.nextMaintenance = now + pollIntervalMs
-            try maintenance()
-            wantClaim = true
+            timers.nextMaintenance = now + context.pollIntervalMs
+            try maintenance.run()
+            context.wantClaim = true
         }
         if now >= timers.nextReap || (changed && now >= timers.nextReap - reapIntervalMs + 1000) {
             timers.nextReap = now + reapIntervalMs
-            reapDeadWorkers()
+            try reaper.reap()
         }
-        if !stopping && (changed || wantClaim) {
-            wantClaim = false
-            try claimAndStart()
+        if !stopping && (changed || context.wantClaim) {
+            context.wantClaim = false
+            // New sessions are polled at once: a session that already ended, like a no-op, completes in this tick.
+            if try claimer.claimAndStart() > 0 { try poller.pollDue() }
         }
-        markReadySessions()
-        try pollDueSessions()
-        escalateAborts()
-        killOverdueHooks()
-        if options.exitWhenIdle, sessions.isEmpty, aborts.isEmpty, !wantClaim, try store.activeTaskIDs(parentID: nil).isEmpty {
-            try startPendingHooks()  // the last transitions' hooks run before an idle worker exits
+        poller.markReady()
+        try poller.pollDue()
+        aborter.escalate()
+        hooks.killOverdue()
+        if options.exitWhenIdle, try isIdle() {
+            try hooks.startPending()  // the last transitions' hooks run before an idle worker exits
+            if !hooks.isBusy, try isIdle() {
+                _ = try store.setWorkerState(context.workerID, to: .stopped, reason: "nothing left to do")
+                log.event("stopped", "nothing left to do; worker stopped")
+                return true
+            }
         }
-        if options.exitWhenIdle, sessions.isEmpty, aborts.isEmpty, runningHooks.isEmpty, !wantClaim,
-           try store.activeTaskIDs(parentID: nil).isEmpty {
-            _ = try store.setWorkerState(workerID, to: .stopped, reason: "nothing left to do")
-            log.event("stopped", "nothing left to do; worker stopped")
-            return true
-        }
-        if !wantClaim { sleepUntilNextWake() }
+        if !context.wantClaim { sleepUntilNextWake() }
         return false
     }
 
-    var reapIntervalMs: Int64 { max(500, min(settings.leaseTimeoutMs / 3, 10_000)) }
+    /// No session, no abort under way, nothing to claim, and no task pending or running anywhere.
+    func isIdle() throws -> Bool {
+        guard context.sessions.isEmpty, aborter.pending.isEmpty, !context.wantClaim else { return false }
+        return try store.activeTaskIDs(parentID: nil).isEmpty
+    }
+
+    var reapIntervalMs: Int64 { max(500, min(context.settings.leaseTimeoutMs / 3, 10_000)) }
 
     func sleepUntilNextWake() {
-        let now = monotonic
-        let nextPoll = sessions.values.map(\.nextPollMonotonic).min() ?? Int64.max
+        let now = context.monotonic
+        let nextPoll = context.sessions.values.map(\.nextPollMonotonic).min() ?? Int64.max
         let wait = max(1, min(options.wakeIntervalMs, nextPoll - now))
         WakeUp.sleep(milliseconds: wait)
     }
 
-    /// Settings may change while the worker runs; the queued TTL is enforced by whoever notices first.
-    func maintenance() throws {
-        do {
-            reloadSettings(.success(try store.settings()))
-        } catch BGQError.usage(let problem) {
-            // A stored value out of range (written by hand) is refused like a contradiction; any other error is the loop's.
-            reloadSettings(.failure(BGQError.usage(problem)))
-        }
-        registry = AgentRegistry(userAgents: try store.userAgents())
-        for session in sessions.values { session.agent = registry.agent(named: session.task.agent) ?? session.agent }
-        try store.performMaintenance()
-        try RunFolderCleaner(store: store, runsDirectory: runsDirectory).removeExpired(now: clock.now(), retentionMs: settings.runRetentionMs)
-        for id in try store.expireQueuedTasks(ttlMs: settings.taskTTLMs) {
-            log.event("error", task: id, "pending → error: Task timed out while queued (\(spelledDuration(milliseconds: settings.taskTTLMs)))")
-        }
-    }
-
-    /// Takes the stored settings when they are valid and fit together; otherwise keeps the settings this
-    /// worker runs on and says why, once per distinct problem (written around `bgq settings set`, or by hand).
-    func reloadSettings(_ loaded: Result<Settings, Error>) {
-        let problem: String
-        switch loaded {
-        case .success(let candidate):
-            do {
-                try candidate.validate()
-                settings = candidate
-                rejectedSettings = nil
-                return
-            } catch {
-                problem = "\(error)"
-            }
-        case .failure(let error):
-            problem = "\(error)"
-        }
-        if rejectedSettings != problem { log.event("warning", "settings not applied: \(problem)") }
-        rejectedSettings = problem
-    }
+    // MARK: - Signals
 
     /// First SIGTERM/SIGINT: stop claiming; hand sessions over (or, with --drain, let them finish).
     /// A second SIGINT while draining aborts the sessions and requeues their tasks. Returns true to exit.
     func handleSignals() throws -> Bool {
+        let sessions = context.sessions, workerID = context.workerID
         let received = StopSignals.received
         guard received > handledSignals else {
             if stopping && options.drain && sessions.isEmpty {
@@ -282,58 +210,15 @@ public final class Worker {
             let items = sessions.values.map {
                 TaskFinish(task: $0.task, outcome: .requeued(reason: "worker interrupted (second \(name)); session aborted, task requeued", delayMs: 0))
             }
-            try writeFinishes(items, abortingIDs: Set(items.map(\.task.id)))
+            try finisher.write(items, abortingIDs: Set(items.map(\.task.id)))
             _ = try store.setWorkerState(workerID, to: .stopped, reason: "\(name) twice: sessions aborted and requeued")
-            escalateAbortsUntilDone()
+            aborter.escalateUntilDone(collectingChildren: children.collect)
             return true
         }
         // Hand over: the sessions keep running and the next worker adopts them without running them again.
         _ = try store.setWorkerState(workerID, to: .stopped, reason: "\(name): \(sessions.count) session(s) handed over for adoption")
         log.event("stopped", "\(name): worker stopped; \(sessions.count) running session(s) handed over for adoption")
-        escalateAbortsUntilDone()
+        aborter.escalateUntilDone(collectingChildren: children.collect)
         return true
-    }
-
-    /// Writes the heartbeat; a lost row means this worker was declared dead meanwhile. Returns false then.
-    @discardableResult
-    func heartbeat() throws -> Bool {
-        let before = monotonic
-        guard try store.heartbeat(workerID: workerID) == .owned else {
-            try loseOwnership()
-            return false
-        }
-        lastHeartbeatMonotonic = before
-        return true
-    }
-
-    /// The database says this worker is dead (it was paused or cut off past the lease timeout): other
-    /// workers own its tasks now. Forget them without touching them, and start afresh under a new id.
-    func loseOwnership() throws {
-        log.event("lost", "this worker was declared dead (silent longer than the lease timeout, e.g. paused); dropping \(sessions.count) session(s) without finalizing them")
-        sessions.removeAll()
-        try register()
-    }
-
-    /// Reaps exited child processes; their sessions are polled at once (fast hand-off).
-    func collectExitedChildren() {
-        let reaped = options.ownsAllChildren
-            ? ProcessSupport.reapChildren()
-            : ProcessSupport.reapChildren(among: sessions.values.compactMap(\.task.run.pid) + Array(runningHooks.keys))
-        guard !reaped.isEmpty else { return }
-        // One index per batch of exits, not a scan of every session per exit (1,000 sessions are polled).
-        var byPid: [Int32: ActiveSession] = [:]
-        for session in sessions.values { if let pid = session.task.run.pid { byPid[pid] = session } }
-        for (pid, exit) in reaped {
-            exec.reapedExits[pid] = exit
-            if let running = runningHooks.removeValue(forKey: pid) {
-                finishHook(running.hook, exit: exit)
-                continue
-            }
-            if let session = byPid[pid] {
-                session.exitStatus = exit
-                session.nextPollMonotonic = 0
-            }
-        }
-        if exec.reapedExits.count > 10_000 { exec.reapedExits.removeAll() }
     }
 }

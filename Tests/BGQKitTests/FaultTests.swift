@@ -183,7 +183,7 @@ import Testing
         var options = WorkerOptions(name: "clock-test")
         options.wakeIntervalMs = 1
         options.ownsAllChildren = false  // this test process has other tests' children too
-        let worker = Worker(store: store, options: options, clock: clock)
+        let worker = Worker(store: store, options: options, backends: .standard(store: store), clock: clock)
         try worker.register()
         var timers = Worker.Timers(now: clock.monotonicMilliseconds(), settings: try store.settings(), reapIntervalMs: 1000)
         _ = try worker.tick(&timers)

@@ -33,9 +33,9 @@ import Testing
         var options = WorkerOptions(name: "b")
         options.wakeIntervalMs = 10
         options.ownsAllChildren = false  // this test process has other tests' children too
-        let worker = Worker(store: store, options: options)
+        let worker = Worker(store: store, options: options, backends: .standard(store: store))
         try worker.register()
-        worker.reapDeadWorkers()
+        try worker.reapDeadWorkers()
         var timers = Worker.Timers(now: SystemClock().monotonicMilliseconds(), settings: try store.settings(), reapIntervalMs: 1000)
         #expect(try eventually(timeout: 20) {
             _ = try worker.tick(&timers)

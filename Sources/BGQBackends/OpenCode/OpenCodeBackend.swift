@@ -33,7 +33,7 @@ struct OpenCodeHandle: Equatable {
 /// prompt with prompt_async and the task's agent and model, then poll. Each poll round asks
 /// GET /session/status once per server and directory for all of its sessions; a session absent from
 /// the map counts as idle. Messages are read at each poll (progress, stability), todos when it looks idle.
-public final class OpenCodeBackend: SessionBackend {
+public final class OpenCodeBackend: SessionBackend, NoticeTransport {
     let http: HTTPClient
     let environment: [String: String]
     /// This round's GET /session/status answers, per server.
@@ -72,7 +72,7 @@ public final class OpenCodeBackend: SessionBackend {
         return client
     }
 
-    package static func server(for agent: AgentDefinition) -> OpenCodeServer {
+    static func server(for agent: AgentDefinition) -> OpenCodeServer {
         OpenCodeServer(url: agent.url ?? AgentPreset.named("opencode-server")?.defaultURL ?? "http://127.0.0.1:4096",
                        directory: agent.workingDirectory)
     }
@@ -276,17 +276,31 @@ public final class OpenCodeBackend: SessionBackend {
         OpenCodeHandle(json: task.run.handle) == nil ? .gone : .adoptable
     }
 
+    /// A worker that died between the claim and recording the session left nothing to find again.
+    public func unrecordedStart(_ task: TaskRecord, runsDirectory: String, host: String) -> UnrecordedStart {
+        task.sessionID == nil ? .notStarted : .recorded
+    }
+
     // MARK: - Parent notices
+
+    /// The agent whose server the notice goes to, for its password variable (nil: the default one).
+    func agent(for server: OpenCodeServer, among agents: [AgentDefinition]) -> AgentDefinition? {
+        agents.first { AgentPreset.named($0.preset)?.backend == .opencodeServer && Self.server(for: $0) == server }
+    }
 
     /// Sends a notice into the parent session: [BACKGROUND TASK COMPLETED] without waking it
     /// (noReply), [ALL BACKGROUND TASKS COMPLETE] waking it.
-    package func sendNotice(_ text: String, to parent: String, on server: OpenCodeServer, wake: Bool, agent: AgentDefinition?) -> Result<Void, OpenCodeError> {
-        client(for: agent).prompt(server, session: parent, text: text, noReply: !wake)
+    public func send(_ text: String, to parent: String, on server: OpenCodeServer, wake: Bool, agents: [AgentDefinition]) -> NoticeDelivery {
+        switch client(for: agent(for: server, among: agents)).prompt(server, session: parent, text: text, noReply: !wake) {
+        case .success: .sent
+        case .failure(let error): Self.delivery(error)
+        }
     }
 
     /// Whether the parent session already holds a notice (after a worker died while sending it).
-    package func parentHasNotice(_ parent: String, on server: OpenCodeServer, containing marker: String, header: String, agent: AgentDefinition?) -> Result<Bool, OpenCodeError> {
-        client(for: agent).messages(server, session: parent).map { messages in
+    public func parentHasNotice(_ parent: String, on server: OpenCodeServer, containing marker: String, header: String,
+                                agents: [AgentDefinition]) -> NoticeDelivery {
+        let found = client(for: agent(for: server, among: agents)).messages(server, session: parent).map { messages in
             messages.contains { message in
                 (message["parts"]?.array ?? []).contains { part in
                     guard let text = part["text"]?.string else { return false }
@@ -294,5 +308,14 @@ public final class OpenCodeBackend: SessionBackend {
                 }
             }
         }
+        switch found {
+        case .success(let holds): return holds ? .sent : .absent
+        case .failure(let error): return Self.delivery(error)
+        }
+    }
+
+    static func delivery(_ error: OpenCodeError) -> NoticeDelivery {
+        if case .notFound = error { return .notFound(error.description) }
+        return error.isTransient ? .transient(error.description) : .failed(error.description)
     }
 }

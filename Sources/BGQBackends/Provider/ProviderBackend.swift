@@ -1,5 +1,4 @@
 import BGQCore
-import BGQSystem
 import Foundation
 
 /// Sessions that are conversations with a provider's API (OpenAI-compatible or Anthropic), called directly.
@@ -22,12 +21,21 @@ public final class ProviderBackend: SessionBackend {
     let policy: ProviderRetryPolicy
     let requestTimeoutSeconds: Double
     /// Earlier turns of a session (its messages, except those of the given task), from the database.
-    package var loadConversation: (_ sessionID: String, _ exceptTaskID: String) -> [SessionMessage] = { _, _ in [] }
-    /// The tokens a task's calls spent (every attempt's, as the provider reported them), once it ends.
-    package var reportUsage: (_ taskID: String, _ usage: TokenUsage) -> Void = { _, _ in }
+    /// It throws rather than answer with fewer turns: a follow-up sent without its history would be
+    /// answered as a new conversation.
+    let loadConversation: (_ sessionID: String, _ exceptTaskID: String) throws -> [SessionMessage]
+    /// Wakes the worker's loop from another thread (a reply came in, a retry is due).
+    let wake: @Sendable () -> Void
+    /// The tokens a task's calls spent (every attempt's, as the provider reported them), once it ends;
+    /// by default kept for the worker to take (`takeUsageReports`).
+    package var reportUsage: ((_ taskID: String, _ usage: TokenUsage) -> Void)?
+    /// Usage reported and not taken by the worker yet.
+    var usageReports: [SessionUsage] = []
     private let ready = ReadySet()
     /// Sessions with a call in flight or a retry scheduled, by task id (for abort).
     var active: [String: State] = [:]
+    /// Requests built at start (the conversation read then), taken by the session's first poll.
+    var prepared: [String: State] = [:]
 
     /// One session's call.
     final class State: @unchecked Sendable {
@@ -58,28 +66,33 @@ public final class ProviderBackend: SessionBackend {
     }
 
     public init(api: ProviderAPI, http: HTTPClient, environment: [String: String], policy: ProviderRetryPolicy = ProviderRetryPolicy(),
-                requestTimeoutSeconds: Double = 600) {
+                requestTimeoutSeconds: Double = 600,
+                loadConversation: @escaping (_ sessionID: String, _ exceptTaskID: String) throws -> [SessionMessage],
+                wake: @escaping @Sendable () -> Void) {
         self.api = api
         self.http = http
         self.environment = environment
         self.policy = policy
         self.requestTimeoutSeconds = requestTimeoutSeconds
+        self.loadConversation = loadConversation
+        self.wake = wake
     }
 
     var preset: AgentPreset { AgentPreset.named(api.rawValue)! }
 
     // MARK: - Start
 
+    /// Builds the request (a bad agent fails here with a clear error) and reads the conversation, so a
+    /// database error keeps the task unstarted and the worker tries again; the first poll sends it.
     public func start(_ request: StartRequest) throws -> SessionStart {
-        // Check what can be checked before the first call, so a bad agent fails with a clear error
-        // (the conversation is read once, when the first poll builds the real request).
-        _ = try makeRequest(task: request.task, agent: request.agent, model: request.model, sessionID: request.sessionID, withHistory: false)
+        let task = request.task
+        let (built, base, keyVariable) = try makeRequest(task: task, agent: request.agent, model: request.model, sessionID: request.sessionID)
+        prepared[task.id] = State(request: built, baseURL: base, keyVariable: keyVariable, promptStored: false)
         // The session's own id is the "external" id: continuing it needs nothing but the stored messages.
         return SessionStart(sessionID: request.sessionID, backend: api.rawValue, externalID: request.sessionID, run: TaskRecord.RunHandle())
     }
 
-    func makeRequest(task: TaskRecord, agent: AgentDefinition, model: ModelRef?, sessionID: String,
-                     withHistory: Bool = true) throws -> (HTTPRequest, String, String) {
+    func makeRequest(task: TaskRecord, agent: AgentDefinition, model: ModelRef?, sessionID: String) throws -> (HTTPRequest, String, String) {
         guard let model = model ?? task.modelRef ?? (try? agent.model.map { try ModelRef(parsing: $0) }) ?? nil else {
             throw BGQError.usage("agent '\(agent.name)' has no model: give the task --model provider/model, or the agent one with `bgq agents add \(agent.name) --preset \(api.rawValue) --model provider/model`")
         }
@@ -87,8 +100,8 @@ public final class ProviderBackend: SessionBackend {
         let keyVariable = agent.apiKeyEnv ?? preset.defaultKeyEnv ?? ""
         let key = environment[keyVariable].flatMap { $0.isEmpty ? nil : $0 }
         var turns: [ProviderAPI.Turn] = []
-        if task.continuesSession && withHistory {
-            for message in loadConversation(sessionID, task.id) {
+        if task.continuesSession {
+            for message in try loadConversation(sessionID, task.id) {
                 switch (message.role, message.kind) {
                 case (.user, .text): turns.append(.init(role: "user", text: message.content))
                 case (.assistant, .result): turns.append(.init(role: "assistant", text: message.content))
@@ -107,18 +120,32 @@ public final class ProviderBackend: SessionBackend {
 
     public func takeReadyTaskIDs() -> [String] { ready.take() }
 
+    public func takeUsageReports() -> [SessionUsage] {
+        defer { usageReports.removeAll() }
+        return usageReports
+    }
+
     public func poll(_ session: ActiveSession) -> PollResult {
         let task = session.task
         let state: State
         if let existing = session.backendState as? State {
             state = existing
+        } else if let built = prepared.removeValue(forKey: task.id) {
+            state = built
+            session.backendState = state
+            active[task.id] = state
         } else {
+            // Adopted: the dead worker's request went with it; build it again, with the conversation.
             guard let agent = session.agent else {
                 return finish(session, nil, (text: "agent '\(task.agent)' is no longer defined", isError: true))
             }
             do {
                 let (request, base, keyVariable) = try makeRequest(task: task, agent: agent, model: nil, sessionID: task.sessionID ?? "")
                 state = State(request: request, baseURL: base, keyVariable: keyVariable, promptStored: task.progress.messageCount > 0)
+            } catch BGQError.database(let problem) where problem.isTransient {
+                // The conversation could not be read just now: ask again at the next poll rather than send
+                // a follow-up without its earlier turns (the stale timeout bounds the wait).
+                return PollResult(status: .busy, newMessages: [], madeProgress: false, problem: problem.message, waiting: true)
             } catch {
                 return finish(session, nil, (text: "\(error)", isError: true))
             }
@@ -164,6 +191,7 @@ public final class ProviderBackend: SessionBackend {
     func send(_ state: State, taskID: String) {
         state.retryDueNanos = nil
         let ready = self.ready
+        let wake = self.wake
         let box = state.box
         let reader = ProviderReplyReader(api: api)
         state.reader = reader
@@ -172,7 +200,7 @@ public final class ProviderBackend: SessionBackend {
                                      onBodyPart: { reader.part($0) }, completion: { result in
             box.set(result)
             ready.insert(taskID)
-            WakeUp.signalSafeWake()
+            wake()
         })
     }
 
@@ -270,9 +298,10 @@ public final class ProviderBackend: SessionBackend {
         state.retryDueNanos = DispatchTime.now().uptimeNanoseconds + UInt64(delay) * 1_000_000
         state.retryNote = "\(problem); retry \(state.retries)/\(policy.maxRetries) in \(formatDuration(milliseconds: max(delay, 1000)))"
         let ready = self.ready
+        let wake = self.wake
         DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(delay))) {
             ready.insert(taskID)
-            WakeUp.signalSafeWake()
+            wake()
         }
         return true
     }
@@ -281,7 +310,11 @@ public final class ProviderBackend: SessionBackend {
         active[session.task.id] = nil
         if let state, !state.usage.isEmpty, !state.usageReported {
             state.usageReported = true
-            reportUsage(session.task.id, state.usage)
+            if let reportUsage {
+                reportUsage(session.task.id, state.usage)
+            } else {
+                usageReports.append(SessionUsage(taskID: session.task.id, inputTokens: state.usage.inputTokens, outputTokens: state.usage.outputTokens))
+            }
         }
         var stored = messages
         if session.transcript.result == nil {
@@ -297,6 +330,7 @@ public final class ProviderBackend: SessionBackend {
     // MARK: - Abort and adoption
 
     public func abort(_ task: TaskRecord, agent: AgentDefinition?) {
+        prepared[task.id] = nil
         guard let state = active.removeValue(forKey: task.id) else { return }
         state.inFlight?.cancel()
         state.retryDueNanos = nil
@@ -304,6 +338,11 @@ public final class ProviderBackend: SessionBackend {
 
     /// Any worker can call the API: an adopted task sends its request again.
     public func adoptionCheck(_ task: TaskRecord, host: String) -> AdoptionCheck { .adoptable }
+
+    /// A worker that died between the claim and recording the session left nothing to find again.
+    public func unrecordedStart(_ task: TaskRecord, runsDirectory: String, host: String) -> UnrecordedStart {
+        task.sessionID == nil ? .notStarted : .recorded
+    }
 }
 
 /// Task ids whose call finished on another thread, handed to the worker's loop.
