@@ -17,6 +17,9 @@ public enum ProcessSupport {
         posix_spawn_file_actions_addopen(&fileActions, 0, stdinPath ?? "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&fileActions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_addopen(&fileActions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        // Every other descriptor is closed in the child, whatever its close-on-exec flag: one opened
+        // without O_CLOEXEC after `markInheritedDescriptorsCloseOnExec` (by a library) must not reach agents.
+        if let closeFrom = closeFromAction { _ = closeFrom(&fileActions, 3) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -45,6 +48,14 @@ public enum ProcessSupport {
         }
         return pid
     }
+
+    /// glibc 2.34's `posix_spawn_file_actions_addclosefrom_np`, looked up at run time so bgq still runs
+    /// (relying on close-on-exec alone) where the C library is older.
+    nonisolated(unsafe) static let closeFromAction: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        // RTLD_DEFAULT is a null handle on glibc: search the process's libraries.
+        guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
 
     /// Marks every open descriptor from 3 up close-on-exec, so agents inherit nothing of the worker's
     /// (pipes or sockets its parent passed down would otherwise stay open in every agent, and the
