@@ -119,14 +119,16 @@ extension SQLiteStore {
     }
 
     /// Records many session starts in one transaction (a worker's claimed batch): creates each session's
-    /// row (or reuses a continued one) and where it runs. Ownership is checked first, so a task this
-    /// worker lost gets no session row either.
+    /// row (or reuses a continued one) and where it runs. The session row is written under the same
+    /// ownership guard as the task (one statement, no extra read per start), so a task this worker lost
+    /// gets no session row either.
     public func recordSessionStarts(_ items: [SessionStartRecord], workerID: String) throws -> [Ownership] {
         guard !items.isEmpty else { return [] }
         return try write {
             let stamp = now.iso8601
             let session = try connection.cached("""
-                INSERT INTO sessions (id, agent, backend, external_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+                INSERT INTO sessions (id, agent, backend, external_id, created_at, updated_at)
+                SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM tasks WHERE \(Self.ownedGuard))
                 ON CONFLICT (id) DO UPDATE SET external_id = coalesce(excluded.external_id, sessions.external_id), updated_at = excluded.updated_at
                 """)
             let update = try connection.cached("""
@@ -134,16 +136,15 @@ extension SQLiteStore {
                     run_log_offset = 0, last_progress_at = ?
                 WHERE \(Self.ownedGuard)
                 """)
-            let owned = try connection.cached("SELECT 1 FROM tasks WHERE \(Self.ownedGuard)")
             return try items.map { item in
                 let (task, start) = (item.task, item.start)
-                guard try owned.queryFirst(Self.guardArguments(task, workerID: workerID), { $0.int(0) }) != nil else { return .lost }
+                let guardArguments = Self.guardArguments(task, workerID: workerID)
                 try session.run([.text(start.sessionID), .text(task.agent), .text(start.backend), .optionalText(start.externalID),
-                                 .text(stamp), .text(stamp)])
+                                 .text(stamp), .text(stamp)] + guardArguments)
                 let changed = try update.run([
                     .text(start.sessionID), .optionalText(start.run.host), .optionalInt(start.run.pid.map(Int.init)),
                     start.run.pidStart.map { .integer($0) } ?? .null, .optionalText(start.run.directory),
-                    .optionalText(start.run.handle), .text(stamp)] + Self.guardArguments(task, workerID: workerID))
+                    .optionalText(start.run.handle), .text(stamp)] + guardArguments)
                 return changed == 1 ? .owned : .lost
             }
         }
